@@ -1,0 +1,10 @@
+"""Layers with hand-written forward and backward passes (NCHW, float32/float64).
+
+Each layer is a :class:`~npsegnet.layers.base.Module` whose ``forward`` and
+``backward`` call the Numba kernels of :mod:`npsegnet.kernels` after checking
+their input; :mod:`npsegnet.reference` holds the readable NumPy twins.
+"""
+
+from .base import Module
+
+__all__ = ["Module"]
