@@ -13,7 +13,7 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS = {
-    "train": ("npsegnet.train", "train a model (default SegNet-Basic on synthetic data)"),
+    "train": ("npsegnet.train", "train SegNet-Basic or SegNet"),
     "evaluate": ("npsegnet.evaluate", "evaluate a checkpoint: G, C, mIoU, BF"),
     "predict": ("npsegnet.predict", "write colour-coded label PNGs for images"),
     "bench": ("npsegnet.bench", "time npsegnet against PyTorch in one run"),

@@ -53,8 +53,10 @@ class Module:
         for name, value in vars(self).items():
             if isinstance(value, Module):
                 children.append((name, value))
-            elif isinstance(value, (list, tuple)) and value and all(
-                isinstance(v, Module) for v in value
+            elif (
+                isinstance(value, (list, tuple))
+                and value
+                and all(isinstance(v, Module) for v in value)
             ):
                 children.extend((f"{name}.{i}", v) for i, v in enumerate(value))
         return children
