@@ -61,6 +61,12 @@ class Module:
                 children.extend((f"{name}.{i}", v) for i, v in enumerate(value))
         return children
 
+    def modules(self):
+        """Yield this module and every descendant, depth first."""
+        yield self
+        for _, child in self.named_children():
+            yield from child.modules()
+
     def _collect(self, attr: str) -> dict[str, np.ndarray]:
         own = getattr(self, attr)
         children = self.named_children()
