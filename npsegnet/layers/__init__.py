@@ -6,5 +6,15 @@ their input; :mod:`npsegnet.reference` holds the readable NumPy twins.
 """
 
 from .base import Module
+from .batchnorm import BatchNorm2D
+from .dropout import Dropout
+from .relu import ReLU
+from .softmax_loss import SoftmaxCrossEntropy
 
-__all__ = ["Module"]
+__all__ = [
+    "BatchNorm2D",
+    "Dropout",
+    "ReLU",
+    "SoftmaxCrossEntropy",
+    "Module",
+]
