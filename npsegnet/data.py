@@ -233,14 +233,20 @@ class CamVid:
             self._cache[i] = (image, label)
         return image, label
 
-    def _load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def _load(self, i: int, with_image: bool = True):
+        """Decode, check and resize item ``i``; ``with_image=False`` reads only
+        the image's header (for its size) and returns ``(None, label)``."""
         from PIL import Image
 
         image_path, label_path = self.files[i]
         try:
             with Image.open(image_path) as im:
-                im.load()
-                image = im.convert("RGB") if im.mode != "RGB" else im.copy()
+                if with_image:
+                    im.load()
+                    image = im.convert("RGB") if im.mode != "RGB" else im.copy()
+                else:
+                    image = None
+                image_size = im.size
         except (OSError, SyntaxError) as err:
             raise ValueError(f"cannot read image {image_path}: {err}") from err
         try:
@@ -255,24 +261,26 @@ class CamVid:
                 "single-channel image of class indices (mode 'L' or 'P'), not a "
                 "colour-coded one"
             )
-        if image.size != label.size:
+        if image_size != label.size:
             raise ValueError(
-                f"image {image_path} is {image.size[1]}x{image.size[0]} but its "
+                f"image {image_path} is {image_size[1]}x{image_size[0]} but its "
                 f"label {label_path} is {label.size[1]}x{label.size[0]} (H x W)"
             )
-        if image.size != self.source_size[::-1]:
+        if image_size != self.source_size[::-1]:
             raise ValueError(
-                f"image {image_path} is {image.size[1]}x{image.size[0]} but the "
+                f"image {image_path} is {image_size[1]}x{image_size[0]} but the "
                 f"first image of the split is {self.source_size[0]}x"
                 f"{self.source_size[1]}; all images of a split must have one size"
             )
         if self.image_size != self.source_size:
             size_wh = self.image_size[::-1]
-            image = image.resize(size_wh, self._filter)
             label = label.resize(size_wh, Image.Resampling.NEAREST)
-        image_arr = np.ascontiguousarray(
-            np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
-        )
+            if image is not None:
+                image = image.resize(size_wh, self._filter)
+        image_arr = None
+        if image is not None:
+            image_arr = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+            image_arr = np.ascontiguousarray(image_arr)
         label_arr = np.array(label, dtype=np.uint8)
         top = int(label_arr.max())
         if top > self.ignore_index:
@@ -288,8 +296,15 @@ class CamVid:
         return image.astype(np.float32) / np.float32(255.0), label.astype(np.int64)
 
     def label(self, i) -> np.ndarray:
-        """The label of item ``i`` alone, int64 ``(H, W)``."""
-        return self.load_uint8(i)[1].astype(np.int64)
+        """The label of item ``i`` alone, int64 ``(H, W)``.
+
+        Does not decode the image (only its header, to check its size) unless
+        the item is cached already; does not fill the cache.
+        """
+        i = self._index(i)
+        if i in self._cache:
+            return self._cache[i][1].astype(np.int64)
+        return self._load(i, with_image=False)[1].astype(np.int64)
 
 
 # ---------------------------------------------------------------------------

@@ -199,12 +199,18 @@ def mean_iou(cm) -> float:
 def class_boundaries(labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Boundary pixels of every class region of a label map.
 
-    A pixel is on the boundary of its class when it is valid and at least one
-    of its 4 neighbours is valid and of another class. Neighbours outside the
-    image or not valid (ignored) do not make a boundary: the image frame is not
-    an object edge, and where the truth is unknown no edge can be checked.
-    Both sides of an edge between classes ``a`` and ``b`` are boundary pixels
-    (of ``a`` and of ``b`` respectively).
+    A valid pixel is on the boundary of its class when at least one of its 4
+    neighbours inside the image is of another class or is not valid (ignored).
+    Invalid pixels are never boundary pixels, and the image frame is not an
+    edge. Both sides of an edge between classes ``a`` and ``b`` are boundary
+    pixels (of ``a`` and of ``b`` respectively).
+
+    Called with the *target's* ``valid`` mask for both the target and the
+    prediction, this treats the ignored area as one more region in both maps:
+    the prediction there is masked out, so a prediction that is right on every
+    labelled pixel has exactly the target's boundaries (BF = 1), and an object
+    outlined by a thin ignored border (as in VOC, or :class:`SyntheticShapes`)
+    keeps its edges.
 
     Parameters
     ----------
@@ -217,12 +223,14 @@ def class_boundaries(labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
         The class of each boundary pixel, ``-1`` elsewhere.
     """
     edge = np.zeros(labels.shape, dtype=bool)
-    diff_h = (labels[:, 1:] != labels[:, :-1]) & valid[:, 1:] & valid[:, :-1]
-    diff_v = (labels[1:, :] != labels[:-1, :]) & valid[1:, :] & valid[:-1, :]
+    invalid = ~valid
+    diff_h = (labels[:, 1:] != labels[:, :-1]) | invalid[:, 1:] | invalid[:, :-1]
+    diff_v = (labels[1:, :] != labels[:-1, :]) | invalid[1:, :] | invalid[:-1, :]
     edge[:, 1:] |= diff_h
     edge[:, :-1] |= diff_h
     edge[1:, :] |= diff_v
     edge[:-1, :] |= diff_v
+    edge &= valid
     return np.where(edge, labels.astype(np.int64), np.int64(-1))
 
 
@@ -324,8 +332,10 @@ def boundary_f1(
     For each class ``c`` present in the (labelled part of the) target:
 
     1. the boundaries of ``c`` in ``pred`` and in ``target`` are found with
-       :func:`class_boundaries` (a pixel of ``c`` with a 4-neighbour of another
-       class; ignored pixels take part in neither boundary set);
+       :func:`class_boundaries`: a labelled pixel of ``c`` with a 4-neighbour
+       of another class or an ignored one. Ignored pixels are masked out of
+       both maps alike (the prediction there is not looked at) and are never
+       boundary pixels;
     2. precision ``P`` = fraction of predicted boundary pixels that lie within
        ``d = tolerance * sqrt(H^2 + W^2)`` (Euclidean, inclusive) of a true
        boundary pixel of ``c``; recall ``R`` = fraction of true boundary pixels

@@ -294,6 +294,8 @@ def test_camvid_fake_folder(tmp_path):
     blocks = image.reshape(6, 2, 8, 2, 3).mean(axis=(1, 3)).transpose(2, 0, 1)
     np.testing.assert_allclose(xh * 255, blocks, atol=1.0)  # Pillow rounds
     assert set(np.unique(yh)) <= set(np.unique(y))
+    np.testing.assert_array_equal(half.label(1), yh)  # label-only path, uncached
+    assert half.label(-1).dtype == np.int64 and not half._cache
     bilinear = CamVid(root, "train", scale=0.5, resample="bilinear")
     assert bilinear[1][0].shape == (3, 6, 8)
 
@@ -340,6 +342,8 @@ def test_camvid_bad_files(tmp_path, problem):
     ds[0]  # the good files still load
     with pytest.raises(err, match=match):
         ds[2]
+    with pytest.raises(err, match=match):  # the label-only path checks too
+        ds.label(2)
 
 
 def test_camvid_image_of_other_size(tmp_path):

@@ -47,8 +47,8 @@ def naive_boundary_f1(pred, target, num_classes, ignore_index, tolerance):
                     continue
                 for di, dj in ((-1, 0), (1, 0), (0, -1), (0, 1)):
                     a, b = i + di, j + dj
-                    if 0 <= a < height and 0 <= b < width and valid[a, b]:
-                        if labels[a, b] != c:
+                    if 0 <= a < height and 0 <= b < width:
+                        if not valid[a, b] or labels[a, b] != c:
                             pts.append((i, j))
                             break
         return np.array(pts, dtype=float).reshape(-1, 2)
@@ -222,9 +222,16 @@ def test_class_boundaries_definition():
     expected = np.full((10, 10), -1)
     expected[:, 4], expected[:, 5] = 0, 1  # both sides of the edge; no frame
     np.testing.assert_array_equal(edges, expected)
-    # An ignored column between the classes removes the edge entirely.
+    # An ignored column: edges run along it, on the labelled pixels only.
     valid[:, 5] = False
-    assert (class_boundaries(labels, valid) == -1).all()
+    expected[:, 5], expected[:, 6] = -1, 1
+    np.testing.assert_array_equal(class_boundaries(labels, valid), expected)
+    # An ignored corner pixel: its neighbours become edges, the frame does not.
+    valid[:] = True
+    valid[0, 0] = False
+    edges = class_boundaries(labels, valid)
+    assert edges[0, 0] == -1 and edges[0, 1] == 0 and edges[1, 0] == 0
+    assert edges[1, 1] == -1
 
 
 def test_boundary_f1_one_pixel_shift():
@@ -272,6 +279,11 @@ def test_boundary_f1_classes_and_ignore():
     pred = target.copy()
     pred[:, 5] = 0
     assert boundary_f1(pred, target, 2, ignore_index=9) == 1.0
+    # A thin ignored border keeps the edges on both sides of it, and a
+    # prediction right on every labelled pixel scores 1 whatever it says inside.
+    pred = halves(shift_all=1)
+    assert boundary_f1(pred, target, 2, ignore_index=9, tolerance=0.0) == 1.0
+    assert (class_boundaries(target, target != 9) >= 0).sum() == 20
     # No labelled pixel at all: nan, skipped by SegmentationMetrics.
     assert math.isnan(boundary_f1(pred, np.full((10, 10), 9), 2, ignore_index=9))
 
