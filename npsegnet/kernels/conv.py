@@ -1,0 +1,421 @@
+"""2-D convolution (stride 1, zero padding) as BLAS matrix products over row bands.
+
+The fast twin of :mod:`npsegnet.reference.conv`. The arithmetic is done by
+NumPy's ``matmul`` (OpenBLAS SGEMM/DGEMM); Numba loops only rearrange data
+around it.
+
+How the products are laid out
+-----------------------------
+Write ``xp`` for the zero-padded input of one image, an *anchor row* ``h`` of
+``xp`` and a group size ``G`` (1, or ``KH``). The **columns** of anchor row
+``h`` hold, for each output column ``w``, the window of ``G`` rows and ``KW``
+columns that starts at ``(h, w)``::
+
+    cols[(h, w), (g, kw, c)] = xp[c, h + g, w + kw]
+
+one row per output pixel, ``G * KW * C`` numbers each (pixel-major, so the
+window of a pixel is contiguous). The weights are regrouped to match,
+``wk[(g, kw, c), (j, f)] = weight[f, c, j * G + g, kw]`` for the ``KH / G``
+remaining row offsets ``j``, and one GEMM
+
+    P = cols @ wk                      # (pixels of the band, KH / G * F)
+
+gives every contribution of the band's anchor rows at once: ``P[(h, w), (j, f)]``
+belongs to output row ``h - j * G``. A Numba pass adds the ``KH / G`` pieces of
+each output row, adds the bias and writes the row in NCHW.
+
+* ``G = 1`` (the default) copies each input row ``KW`` times instead of the
+  ``KH * KW`` times of a full im2col, so the column buffer of a whole image
+  would be ``KW * C * H * W`` numbers; it is never built whole: a band of a few
+  rows at a time keeps it to a few MB, in cache. The GEMM has
+  ``K = KW * C`` and ``N = KH * F`` (448 x 448 for a 7x7 64 -> 64 layer),
+  a shape BLAS runs near its peak.
+* ``G = KH`` is the full im2col, used when ``KH * KW * C`` is small (the RGB
+  input layer: ``K = 147``), where ``K = KW * C`` alone would be too thin.
+* Anchor rows that lie in the zero padding contribute nothing and are skipped
+  (``G = 1``).
+
+Backward, per band, reuses the same columns: with ``S[(h, w), (j, f)] =
+dout[f, h - j * G, w]`` (the upstream gradient shifted by each row offset),
+``dW = cols.T @ S`` and, for ``G = 1``, ``dcols = S @ wk.T``, whose entries are
+folded back (summed over ``kw``) into the rows of ``dx``. A 1x1 convolution
+without padding skips all of this: it is one GEMM per image.
+
+Workspaces (column, product and row buffers) are kept per thread and reused
+across calls, because allocating and first-touching tens of MB each call
+costs as much as the packing itself.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from numba import prange
+
+from .._checks import check_float_array
+from ..config import njit
+
+# Target size of the column buffer of one band: large enough that the GEMMs are
+# long (and the Numba <-> BLAS hand-overs few), small enough to stay in cache.
+BAND_BYTES = 4 << 20
+# Use the full im2col (G = KH) when its K = KH * KW * C is at most this.
+FULL_IM2COL_MAX_K = 256
+
+
+# --------------------------------------------------------------------------
+# Numba loops
+# --------------------------------------------------------------------------
+@njit(parallel=True)
+def _pack_cols(x, n, pad, KW, G, b0, r, cols, rowbuf):
+    """cols[(a, w), (g, kw, c)] = xp[c, b0 + a + g, w + kw] for a < r."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    Wp = W + 2 * pad
+    W_out = Wp - KW + 1
+    L = KW * C
+    for a in prange(r):
+        buf = rowbuf[a]
+        for g in range(G):
+            hh = b0 + a + g - pad
+            if hh < 0 or hh >= H:
+                for w in range(W_out):
+                    for k in range(L):
+                        cols[a * W_out + w, g * L + k] = 0.0
+                continue
+            # the padded input row, pixel-major: buf[wp * C + c] = xp[c, hh, wp]
+            for k in range(pad * C):
+                buf[k] = 0.0
+                buf[(pad + W) * C + k] = 0.0
+            for c in range(C):
+                for w in range(W):
+                    buf[(w + pad) * C + c] = x[n, c, hh, w]
+            # the KW pixels of a window are adjacent in buf: one contiguous copy
+            for w in range(W_out):
+                for k in range(L):
+                    cols[a * W_out + w, g * L + k] = buf[w * C + k]
+
+
+@njit(parallel=True)
+def _add_rows(P, out, bias, n, G, KHo, h_lo, h_hi, b0, r, acc):
+    """Add the band's products into the output rows they belong to.
+
+    ``P[(a, w), (j, f)]`` is the contribution of anchor row ``b0 + a`` to output
+    row ``b0 + a - j * G``. A row collects its pieces in a slot of the ring
+    ``acc`` (they may come from two bands) and is written to ``out`` with the
+    bias once its last anchor row has been seen.
+    """
+    F, H_out, W_out = out.shape[1], out.shape[2], out.shape[3]
+    RA = acc.shape[0]
+    i_lo = max(0, b0 - (KHo - 1) * G)
+    i_hi = min(H_out, b0 + r)
+    for i in prange(i_lo, i_hi):
+        j_first = max(0, -((i - h_lo) // G))
+        j_last = min(KHo - 1, (h_hi - 1 - i) // G)
+        slot = acc[i % RA]
+        for j in range(j_first, j_last + 1):
+            h = i + j * G
+            if h < b0 or h >= b0 + r:
+                continue
+            a = h - b0
+            if j == j_first:
+                for w in range(W_out):
+                    for f in range(F):
+                        slot[w * F + f] = P[a * W_out + w, j * F + f]
+            else:
+                for w in range(W_out):
+                    for f in range(F):
+                        slot[w * F + f] += P[a * W_out + w, j * F + f]
+            if j == j_last:
+                for f in range(F):
+                    bf = bias[f]
+                    for w in range(W_out):
+                        out[n, f, i, w] = slot[w * F + f] + bf
+
+
+@njit(parallel=True)
+def _pack_dout(dout, n, G, KHo, b0, r, S):
+    """S[(a, w), (j, f)] = dout[n, f, b0 + a - j * G, w] (0 outside the output)."""
+    F, H_out, W_out = dout.shape[1], dout.shape[2], dout.shape[3]
+    for a in prange(r):
+        for j in range(KHo):
+            i = b0 + a - j * G
+            if i < 0 or i >= H_out:
+                for w in range(W_out):
+                    for f in range(F):
+                        S[a * W_out + w, j * F + f] = 0.0
+            else:
+                for w in range(W_out):
+                    for f in range(F):
+                        S[a * W_out + w, j * F + f] = dout[n, f, i, w]
+
+
+@njit(parallel=True)
+def _fold_rows(dcols, dx, n, pad, KW, b0, r, rowbuf):
+    """dx[n, c, b0 + a - pad, :] = sum over kw of the columns of row a (G = 1)."""
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+    W_out = W + 2 * pad - KW + 1
+    L = KW * C
+    for a in prange(r):
+        hh = b0 + a - pad
+        if hh < 0 or hh >= H:
+            continue
+        buf = rowbuf[a]
+        buf[:] = 0.0
+        for w in range(W_out):
+            for k in range(L):
+                buf[w * C + k] += dcols[a * W_out + w, k]
+        for c in range(C):
+            for w in range(W):
+                dx[n, c, hh, w] = buf[(w + pad) * C + c]
+
+
+# --------------------------------------------------------------------------
+# workspaces
+# --------------------------------------------------------------------------
+_local = threading.local()
+
+
+def _workspace(name: str, shape: tuple, dtype) -> np.ndarray:
+    """A reusable scratch array (contents undefined), one per thread and name."""
+    store = _local.__dict__.setdefault("buffers", {})
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    buf = store.get(name)
+    if buf is None or buf.nbytes < nbytes:
+        buf = np.empty(max(nbytes, 1), dtype=np.uint8)
+        store[name] = buf
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def clear_workspaces() -> None:
+    """Free the scratch buffers of the calling thread."""
+    _local.__dict__.pop("buffers", None)
+
+
+# --------------------------------------------------------------------------
+# checks and helpers
+# --------------------------------------------------------------------------
+def _check_padding(padding) -> int:
+    if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)):
+        raise TypeError(f"padding must be an int, got {type(padding).__name__}")
+    if padding < 0:
+        raise ValueError(f"padding must be >= 0, got {padding}")
+    return int(padding)
+
+
+def _check_conv_args(x, weight, padding, xname="x"):
+    x = check_float_array(x, xname, ndim=4)
+    weight = check_float_array(weight, "weight", ndim=4, dtype=x.dtype)
+    padding = _check_padding(padding)
+    N, C, H, W = x.shape
+    F, C_w, KH, KW = weight.shape
+    if C_w != C:
+        raise ValueError(
+            f"weight has {C_w} input channels (shape {weight.shape}) but {xname} "
+            f"has C = {C} (shape {x.shape})"
+        )
+    H_out = H + 2 * padding - KH + 1
+    W_out = W + 2 * padding - KW + 1
+    if H_out < 1 or W_out < 1:
+        raise ValueError(
+            f"kernel {KH}x{KW} is larger than the padded input "
+            f"{H + 2 * padding}x{W + 2 * padding} (padding={padding})"
+        )
+    return x, weight, padding, (N, F, H_out, W_out)
+
+
+def _group(C, KH, KW, pad, need_dx):
+    """Rows of the kernel packed into the columns (G) and the anchor range."""
+    if not need_dx and KH * KW * C <= FULL_IM2COL_MAX_K:
+        return KH
+    return 1
+
+
+def _band_rows(W_out, width, itemsize, n_anchor):
+    return int(max(1, min(n_anchor, BAND_BYTES // (W_out * width * itemsize))))
+
+
+def _regroup_weight(weight, G):
+    """wk[(g, kw, c), (j, f)] = weight[f, c, j * G + g, kw]."""
+    F, C, KH, KW = weight.shape
+    w5 = weight.reshape(F, C, KH // G, G, KW)
+    return np.ascontiguousarray(w5.transpose(3, 4, 1, 2, 0)).reshape(
+        G * KW * C, (KH // G) * F
+    )
+
+
+def _ungroup_weight(wk, shape, G):
+    """The inverse of :func:`_regroup_weight`."""
+    F, C, KH, KW = shape
+    w5 = wk.reshape(G, KW, C, KH // G, F)
+    return np.ascontiguousarray(w5.transpose(4, 2, 3, 0, 1)).reshape(shape)
+
+
+def _anchors(G, pad, H, H_out):
+    # G = 1: only real input rows matter (padding rows of cols are zero);
+    # G = KH: one anchor per output row.
+    return (pad, pad + H) if G == 1 else (0, H_out)
+
+
+# --------------------------------------------------------------------------
+# forward
+# --------------------------------------------------------------------------
+def _forward(x, weight, bias, pad, out):
+    N, C, H, W = x.shape
+    F, _, KH, KW = weight.shape
+    _, _, H_out, W_out = out.shape
+    dtype = x.dtype
+    G = _group(C, KH, KW, pad, need_dx=False)
+    KHo = KH // G
+    wk = _regroup_weight(weight, G)
+    h_lo, h_hi = _anchors(G, pad, H, H_out)
+    K, Nc = wk.shape
+    R = _band_rows(W_out, max(K, Nc), dtype.itemsize, h_hi - h_lo)
+    cols = _workspace("cols", (R * W_out, K), dtype)
+    prod = _workspace("prod", (R * W_out, Nc), dtype)
+    acc = _workspace("acc", (R + (KHo - 1) * G, W_out * F), dtype)
+    rowbuf = _workspace("rowbuf", (R, (W + 2 * pad) * C), dtype)
+    # rows whose every window lies in the padding only get the bias
+    for i in range(H_out):
+        if i + KH - 1 < h_lo or i >= h_hi:
+            out[:, :, i, :] = bias[None, :, None]
+    for n in range(N):
+        for b0 in range(h_lo, h_hi, R):
+            r = min(R, h_hi - b0)
+            m = r * W_out
+            _pack_cols(x, n, pad, KW, G, b0, r, cols, rowbuf)
+            np.matmul(cols[:m], wk, out=prod[:m])
+            _add_rows(prod, out, bias, n, G, KHo, h_lo, h_hi, b0, r, acc)
+    return out
+
+
+def _is_pointwise(weight, pad):
+    return weight.shape[2] == 1 and weight.shape[3] == 1 and pad == 0
+
+
+def conv2d_forward(x, weight, bias, padding):
+    """Convolve ``x`` with ``weight`` (stride 1, zero padding), add ``bias``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C_in, H, W)
+        float32 or float64.
+    weight : ndarray of shape (C_out, C_in, KH, KW)
+        Same dtype as ``x`` (PyTorch layout).
+    bias : ndarray of shape (C_out,) or None
+    padding : int
+        Zeros added on each side of both spatial axes.
+
+    Returns
+    -------
+    out : ndarray of shape (N, C_out, H_out, W_out)
+
+    Shape
+    -----
+    ``H_out = H + 2 * padding - KH + 1`` and ``W_out = W + 2 * padding - KW + 1``.
+
+    Notes
+    -----
+    ``out[n, f, i, j] = bias[f] + sum_{c, kh, kw} weight[f, c, kh, kw] *
+    xp[n, c, i + kh, j + kw]`` (cross-correlation, as every deep-learning
+    library), computed as described in the module docstring.
+    """
+    x, weight, padding, out_shape = _check_conv_args(x, weight, padding)
+    F = weight.shape[0]
+    if bias is None:
+        bias = np.zeros(F, dtype=x.dtype)
+    else:
+        bias = check_float_array(bias, "bias", ndim=1, dtype=x.dtype)
+        if bias.shape != (F,):
+            raise ValueError(f"bias must have shape ({F},), got {bias.shape}")
+    out = np.empty(out_shape, dtype=x.dtype)
+    if _is_pointwise(weight, padding):
+        N, C, H, W = x.shape
+        np.matmul(
+            weight.reshape(F, C), x.reshape(N, C, H * W), out=out.reshape(N, F, H * W)
+        )
+        out += bias[None, :, None, None]
+        return out
+    return _forward(x, weight, bias, padding, out)
+
+
+# --------------------------------------------------------------------------
+# backward
+# --------------------------------------------------------------------------
+def conv2d_backward(dout, x, weight, padding, need_dx=True):
+    """Gradients of :func:`conv2d_forward` given the upstream gradient.
+
+    Parameters
+    ----------
+    dout : ndarray of shape (N, C_out, H_out, W_out)
+        Gradient of the loss with respect to the output.
+    x : ndarray of shape (N, C_in, H, W)
+        The forward input.
+    weight : ndarray of shape (C_out, C_in, KH, KW)
+    padding : int
+    need_dx : bool
+        Compute ``dx`` (the first layer of a network does not need it).
+
+    Returns
+    -------
+    dx : ndarray of shape (N, C_in, H, W) or None
+        None when ``need_dx`` is False.
+    dweight : ndarray of shape (C_out, C_in, KH, KW)
+    dbias : ndarray of shape (C_out,)
+
+    Shape
+    -----
+    As the forward input, weight and bias.
+    """
+    x, weight, padding, out_shape = _check_conv_args(x, weight, padding)
+    dout = check_float_array(dout, "dout", ndim=4, dtype=x.dtype)
+    if dout.shape != out_shape:
+        raise ValueError(
+            f"dout must have the shape of the forward output {out_shape}, "
+            f"got {dout.shape}"
+        )
+    N, C, H, W = x.shape
+    F, _, KH, KW = weight.shape
+    _, _, H_out, W_out = out_shape
+    dtype = x.dtype
+    dbias = dout.sum(axis=(0, 2, 3))
+    dx = np.empty_like(x) if need_dx else None
+
+    if _is_pointwise(weight, padding):
+        w2 = weight.reshape(F, C)
+        d3 = dout.reshape(N, F, H * W)
+        x3 = x.reshape(N, C, H * W)
+        dweight = np.zeros((F, C), dtype=dtype)
+        tmp = np.empty((F, C), dtype=dtype)
+        for n in range(N):
+            np.matmul(d3[n], x3[n].T, out=tmp)
+            dweight += tmp
+        if need_dx:
+            np.matmul(w2.T, d3, out=dx.reshape(N, C, H * W))
+        return dx, dweight.reshape(weight.shape), dbias
+
+    G = _group(C, KH, KW, padding, need_dx)
+    KHo = KH // G
+    wk = _regroup_weight(weight, G)
+    K, Nc = wk.shape
+    h_lo, h_hi = _anchors(G, padding, H, H_out)
+    R = _band_rows(W_out, max(K, Nc), dtype.itemsize, h_hi - h_lo)
+    cols = _workspace("cols", (R * W_out, K), dtype)
+    S = _workspace("prod", (R * W_out, Nc), dtype)
+    rowbuf = _workspace("rowbuf", (R, (W + 2 * padding) * C), dtype)
+    if need_dx:
+        dcols = _workspace("dcols", (R * W_out, K), dtype)
+    dwk = np.zeros((K, Nc), dtype=dtype)
+    tmp = np.empty((K, Nc), dtype=dtype)
+    for n in range(N):
+        for b0 in range(h_lo, h_hi, R):
+            r = min(R, h_hi - b0)
+            m = r * W_out
+            _pack_cols(x, n, padding, KW, G, b0, r, cols, rowbuf)
+            _pack_dout(dout, n, G, KHo, b0, r, S)
+            np.matmul(cols[:m].T, S[:m], out=tmp)
+            dwk += tmp
+            if need_dx:
+                np.matmul(S[:m], wk.T, out=dcols[:m])
+                _fold_rows(dcols, dx, n, padding, KW, b0, r, rowbuf)
+    return dx, _ungroup_weight(dwk, weight.shape, G), dbias

@@ -1,0 +1,198 @@
+"""2-D convolution layer (stride 1, "same" padding by default), SegNet's workhorse."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .._checks import check_float_array, check_positive_int
+from ..config import DEFAULT_DTYPE
+from ..kernels.conv import conv2d_backward, conv2d_forward
+from .base import Module
+
+
+class ConvCache(NamedTuple):
+    """What :meth:`Conv2D.backward` needs from the forward pass."""
+
+    x: np.ndarray  # the forward input, (N, C_in, H, W)
+    out_shape: tuple  # (N, C_out, H_out, W_out); dout must have it
+
+
+class Conv2D(Module):
+    """2-d convolution with stride 1 and zero padding, weights in PyTorch layout.
+
+    Every convolution of SegNet-Basic (7x7, pad 3) and SegNet (3x3, pad 1) and
+    the 1x1 classifier is one of these. ``forward`` keeps the input for
+    ``backward``, which returns ``dx`` and **adds** ``dweight`` and ``dbias``
+    to ``grads`` (``+=``; call ``zero_grad()`` between steps).
+
+    Parameters
+    ----------
+    in_channels : int
+        ``C_in``, the channels of the input.
+    out_channels : int
+        ``C_out``, the number of filters.
+    kernel_size : int
+        Side ``k`` of the square kernel.
+    padding : int, optional
+        Zeros added on each side. ``None`` (default) means "same" padding,
+        ``k // 2``, which keeps ``H x W`` and needs an odd ``k``; an even
+        ``k`` needs an explicit ``padding``.
+    bias : bool
+        Learn a bias per output channel (key ``"bias"``; absent when False).
+    dtype : dtype
+        float32 (default) or float64.
+    seed : int, numpy.random.Generator or None
+        Source of the initial weights.
+
+    Attributes
+    ----------
+    need_dx : bool
+        Whether :meth:`backward` computes the input gradient (default True).
+        A model sets it False on its first layer, whose input is the image:
+        that saves the convolution's most expensive backward product, and
+        ``backward`` then returns ``None``. ``needs_input_grad`` is an alias.
+
+    Shape
+    -----
+    ``(N, C_in, H, W) -> (N, C_out, H_out, W_out)`` with
+    ``H_out = H + 2 * padding - k + 1`` (``= H`` with "same" padding), likewise
+    ``W_out``.
+
+    Notes
+    -----
+    ``out[n, f, i, j] = bias[f] + sum_{c, kh, kw} weight[f, c, kh, kw] *
+    xp[n, c, i + kh, j + kw]`` with ``xp`` the padded input (a
+    cross-correlation, as Caffe and PyTorch). Weights are drawn as SegNet's
+    Caffe models do (``weight_filler { type: "msra" }``, He et al. 2015):
+    normal with mean 0 and standard deviation ``sqrt(2 / (C_in * k * k))``;
+    biases start at 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv = Conv2D(3, 8, 3, seed=0)
+    >>> x = np.ones((2, 3, 5, 7), dtype=np.float32)
+    >>> out = conv(x)
+    >>> out.shape
+    (2, 8, 5, 7)
+    >>> conv.backward(np.ones_like(out)).shape
+    (2, 3, 5, 7)
+    >>> sorted(conv.grads)
+    ['bias', 'weight']
+    """
+
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        padding=None,
+        bias=True,
+        dtype=DEFAULT_DTYPE,
+        seed=None,
+    ):
+        super().__init__(dtype=dtype)
+        if self.dtype.name not in ("float32", "float64"):
+            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.out_channels = check_positive_int(out_channels, "out_channels")
+        self.kernel_size = check_positive_int(kernel_size, "kernel_size")
+        k = self.kernel_size
+        if padding is None:
+            if k % 2 == 0:
+                raise ValueError(
+                    f"kernel_size must be odd for 'same' padding (padding=None), "
+                    f"got kernel_size={k}; only odd sizes are supported unless "
+                    "an explicit padding is given"
+                )
+            padding = k // 2
+        self.padding = check_positive_int(padding, "padding", minimum=0)
+        self.need_dx = True
+        rng = np.random.default_rng(seed)
+        std = np.sqrt(2.0 / (self.in_channels * k * k))
+        self.add_param(
+            "weight", rng.normal(0.0, std, size=(self.out_channels, in_channels, k, k))
+        )
+        if bias:
+            self.add_param("bias", np.zeros(self.out_channels))
+        self._cache: ConvCache | None = None
+
+    @property
+    def needs_input_grad(self) -> bool:
+        """Alias of :attr:`need_dx`."""
+        return self.need_dx
+
+    @needs_input_grad.setter
+    def needs_input_grad(self, value: bool) -> None:
+        self.need_dx = bool(value)
+
+    @property
+    def weight(self) -> np.ndarray:
+        """The filters, shape ``(C_out, C_in, k, k)``."""
+        return self._params["weight"]
+
+    @property
+    def bias(self) -> np.ndarray | None:
+        """The bias, shape ``(C_out,)``, or None."""
+        return self._params.get("bias")
+
+    def forward(self, x):
+        """Convolve ``x`` with the filters and add the bias.
+
+        Parameters
+        ----------
+        x : ndarray of shape (N, C_in, H, W)
+            Of the layer's dtype.
+
+        Returns
+        -------
+        out : ndarray of shape (N, C_out, H_out, W_out)
+        """
+        x = check_float_array(x, "x", ndim=4, dtype=self.dtype)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"x has C = {x.shape[1]} channels (shape {x.shape}) but the layer "
+                f"has in_channels = {self.in_channels}"
+            )
+        out = conv2d_forward(x, self.weight, self.bias, self.padding)
+        self._cache = ConvCache(x=x, out_shape=out.shape)
+        return out
+
+    def backward(self, dout):
+        """Input gradient; adds the parameter gradients into ``grads``.
+
+        Parameters
+        ----------
+        dout : ndarray of shape (N, C_out, H_out, W_out)
+            Gradient of the loss with respect to the forward output.
+
+        Returns
+        -------
+        dx : ndarray of shape (N, C_in, H, W) or None
+            None when :attr:`need_dx` is False.
+        """
+        if self._cache is None:
+            raise RuntimeError("Conv2D.backward called before forward")
+        cache = self._cache
+        dout = check_float_array(dout, "dout", ndim=4, dtype=self.dtype)
+        if dout.shape != cache.out_shape:
+            raise ValueError(
+                f"dout has shape {dout.shape} but the forward output had shape "
+                f"{cache.out_shape}"
+            )
+        dx, dweight, dbias = conv2d_backward(
+            dout, cache.x, self.weight, self.padding, need_dx=self.need_dx
+        )
+        self._grads["weight"] += dweight
+        if "bias" in self._grads:
+            self._grads["bias"] += dbias
+        return dx
+
+    def __repr__(self) -> str:
+        return (
+            f"Conv2D({self.in_channels}, {self.out_channels}, "
+            f"kernel_size={self.kernel_size}, padding={self.padding}, "
+            f"bias={'bias' in self._params}, dtype={self.dtype.name})"
+        )
