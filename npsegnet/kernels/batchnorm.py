@@ -1,0 +1,422 @@
+"""Batch normalisation kernels: the Numba twins of :mod:`npsegnet.reference.batchnorm`.
+
+Same function names, signatures and results as the reference (up to rounding).
+The work is memory-bound, so each function makes as few passes over the
+``(N, C, H, W)`` arrays as the maths allows, in parallel over channels:
+
+* forward (train): one reading pass for the statistics, one pass that writes
+  ``out``;
+* backward: one reading pass for the two sums per channel, one pass that writes
+  ``dx`` as ``a * g + b * (x - mean) + c`` with per-channel constants.
+
+The per-channel sums end in float64 accumulators (only the accumulators: the
+data stay in their dtype); see ``BLOCK`` below for how they are formed. The
+variance is taken of ``x - pivot`` with the channel's first value as the pivot
+(the "shifted data" algorithm), so a channel far from zero (mean 1e3, std 1e-3)
+keeps its variance and a constant channel gets exactly 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._checks import check_float_array
+from ..config import njit
+
+# -- private loops over preallocated arrays -----------------------------------
+# Sums run in blocks of BLOCK values: inside a block, eight independent partial
+# sums in the dtype of the data (eight chains of additions instead of one, and no
+# float32 -> float64 conversion per value); each block's total is then added to a
+# float64 accumulator, so the rounding error grows with BLOCK / 8 = 32 terms, not
+# with the N * H * W values of a channel.
+BLOCK = 256
+
+
+@njit
+def _shifted_sums(row, pivot):
+    """sum(row - pivot) and sum((row - pivot)**2) of a 1-d array, in float64."""
+    L = row.shape[0]
+    zero = row.dtype.type(0)
+    s = 0.0
+    q = 0.0
+    for b0 in range(0, L, BLOCK):
+        b1 = min(b0 + BLOCK, L)
+        b8 = b1 - (b1 - b0) % 8
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+        q0 = q1 = q2 = q3 = q4 = q5 = q6 = q7 = zero
+        for i in range(b0, b8, 8):
+            d0 = row[i] - pivot
+            d1 = row[i + 1] - pivot
+            d2 = row[i + 2] - pivot
+            d3 = row[i + 3] - pivot
+            d4 = row[i + 4] - pivot
+            d5 = row[i + 5] - pivot
+            d6 = row[i + 6] - pivot
+            d7 = row[i + 7] - pivot
+            s0 += d0
+            s1 += d1
+            s2 += d2
+            s3 += d3
+            s4 += d4
+            s5 += d5
+            s6 += d6
+            s7 += d7
+            q0 += d0 * d0
+            q1 += d1 * d1
+            q2 += d2 * d2
+            q3 += d3 * d3
+            q4 += d4 * d4
+            q5 += d5 * d5
+            q6 += d6 * d6
+            q7 += d7 * d7
+        for i in range(b8, b1):
+            d0 = row[i] - pivot
+            s0 += d0
+            q0 += d0 * d0
+        s += np.float64(((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)))
+        q += np.float64(((q0 + q1) + (q2 + q3)) + ((q4 + q5) + (q6 + q7)))
+    return s, q
+
+
+@njit
+def _dot_sums(g, x, m):
+    """sum(g) and sum(g * (x - m)) of two 1-d arrays, in float64."""
+    L = g.shape[0]
+    zero = g.dtype.type(0)
+    s = 0.0
+    t = 0.0
+    for b0 in range(0, L, BLOCK):
+        b1 = min(b0 + BLOCK, L)
+        b8 = b1 - (b1 - b0) % 8
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+        t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = zero
+        for i in range(b0, b8, 8):
+            g0 = g[i]
+            g1 = g[i + 1]
+            g2 = g[i + 2]
+            g3 = g[i + 3]
+            g4 = g[i + 4]
+            g5 = g[i + 5]
+            g6 = g[i + 6]
+            g7 = g[i + 7]
+            s0 += g0
+            s1 += g1
+            s2 += g2
+            s3 += g3
+            s4 += g4
+            s5 += g5
+            s6 += g6
+            s7 += g7
+            t0 += g0 * (x[i] - m)
+            t1 += g1 * (x[i + 1] - m)
+            t2 += g2 * (x[i + 2] - m)
+            t3 += g3 * (x[i + 3] - m)
+            t4 += g4 * (x[i + 4] - m)
+            t5 += g5 * (x[i + 5] - m)
+            t6 += g6 * (x[i + 6] - m)
+            t7 += g7 * (x[i + 7] - m)
+        for i in range(b8, b1):
+            s0 += g[i]
+            t0 += g[i] * (x[i] - m)
+        s += np.float64(((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)))
+        t += np.float64(((t0 + t1) + (t2 + t3)) + ((t4 + t5) + (t6 + t7)))
+    return s, t
+
+
+@njit(parallel=True)
+def _bn_stats(x, mean, var):
+    """Per-channel mean and biased variance of x (N, C, L) into float64 (C,)."""
+    N, C, L = x.shape
+    for c in prange(C):
+        # shifting by a value of the channel keeps the sum of squares small when
+        # |mean| >> std, and makes a constant channel's variance exactly 0
+        pivot = x[0, c, 0]
+        s = 0.0
+        q = 0.0
+        for n in range(N):
+            sn, qn = _shifted_sums(x[n, c], pivot)
+            s += sn
+            q += qn
+        count = np.float64(N * L)
+        shift = s / count
+        mean[c] = np.float64(pivot) + shift
+        var[c] = max(q / count - shift * shift, 0.0)  # rounding may go below 0
+
+
+@njit(parallel=True)
+def _bn_affine(x, mean, scale, bias, relu, out):
+    """out = (x - mean) * scale + bias per channel, then max(., 0) if relu."""
+    N, C, L = x.shape
+    zero = out.dtype.type(0)
+    for c in prange(C):
+        m = mean[c]
+        s = scale[c]
+        b = bias[c]
+        for n in range(N):
+            xr = x[n, c]
+            orow = out[n, c]
+            if relu:
+                for i in range(L):
+                    y = (xr[i] - m) * s + b
+                    orow[i] = y if y > zero else zero
+            else:
+                for i in range(L):
+                    orow[i] = (xr[i] - m) * s + b
+
+
+@njit(parallel=True)
+def _bn_bwd_sums(dout, x, mean, out, use_mask, sum_g, sum_gx):
+    """sum(g) and sum(g * (x - mean)) per channel in float64, g = dout masked."""
+    N, C, L = x.shape
+    zero = x.dtype.type(0)
+    for c in prange(C):
+        m = mean[c]
+        s = 0.0
+        t = 0.0
+        for n in range(N):
+            if use_mask:
+                gr = dout[n, c]
+                xr = x[n, c]
+                orow = out[n, c]
+                for i in range(L):
+                    if orow[i] > zero:
+                        s += np.float64(gr[i])
+                        t += np.float64(gr[i] * (xr[i] - m))
+            else:
+                sn, tn = _dot_sums(dout[n, c], x[n, c], m)
+                s += sn
+                t += tn
+        sum_g[c] = s
+        sum_gx[c] = t
+
+
+@njit(parallel=True)
+def _bn_bwd_write(dout, x, mean, a, b, c0, out, use_mask, dx):
+    """dx = a * g + b * (x - mean) + c0 per channel, g = dout masked by out > 0."""
+    N, C, L = x.shape
+    zero = dx.dtype.type(0)
+    for c in prange(C):
+        m = mean[c]
+        ac = a[c]
+        bc = b[c]
+        cc = c0[c]
+        for n in range(N):
+            gr = dout[n, c]
+            xr = x[n, c]
+            dr = dx[n, c]
+            if use_mask:
+                orow = out[n, c]
+                for i in range(L):
+                    g = gr[i] if orow[i] > zero else zero
+                    dr[i] = ac * g + bc * (xr[i] - m) + cc
+            else:
+                for i in range(L):
+                    dr[i] = ac * gr[i] + bc * (xr[i] - m) + cc
+
+
+# -- checks -------------------------------------------------------------------
+def _check_vector(v, name, C, dtype):
+    """A per-channel vector of shape (C,) in the dtype of the data."""
+    if not isinstance(v, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(v).__name__}")
+    if v.shape != (C,):
+        raise ValueError(
+            f"{name} must have shape ({C},) (one per channel), got {v.shape}"
+        )
+    return check_float_array(v, name, ndim=1, dtype=dtype)
+
+
+def _check_eps(eps):
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)):
+        raise TypeError(f"eps must be a float, got {type(eps).__name__}")
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    return float(eps)
+
+
+def _check_like(a, name, x):
+    a = check_float_array(a, name, ndim=4, dtype=x.dtype)
+    if a.shape != x.shape:
+        raise ValueError(f"{name} must have the shape of x {x.shape}, got {a.shape}")
+    return a
+
+
+def _flat(a):
+    """(N, C, H, W) -> (N, C, H * W) view."""
+    N, C, H, W = a.shape
+    return a.reshape(N, C, H * W)
+
+
+# -- public twins of the reference --------------------------------------------
+def batchnorm2d_forward_train(x, weight, bias, eps, relu=False):
+    """Normalise with the statistics of the batch (training mode).
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W)
+        Input, float32 or float64.
+    weight, bias : ndarray of shape (C,)
+        Scale (gamma) and shift (beta), same dtype as ``x``.
+    eps : float
+        Added to the variance before the square root.
+    relu : bool
+        Apply ``max(., 0)`` to the output (fused BN + ReLU).
+
+    Returns
+    -------
+    out : ndarray of shape (N, C, H, W)
+    mean, var, inv_std : ndarray of shape (C,)
+        Batch mean, biased batch variance and ``1 / sqrt(var + eps)``, in the
+        dtype of ``x`` (accumulated in float64).
+
+    Shape
+    -----
+    ``out`` has the shape of ``x``.
+    """
+    x = check_float_array(x, "x", ndim=4)
+    C = x.shape[1]
+    weight = _check_vector(weight, "weight", C, x.dtype)
+    bias = _check_vector(bias, "bias", C, x.dtype)
+    eps = _check_eps(eps)
+    if x.size == 0:
+        raise ValueError(f"x must not be empty, got shape {x.shape}")
+    mean64 = np.empty(C, np.float64)
+    var64 = np.empty(C, np.float64)
+    _bn_stats(_flat(x), mean64, var64)
+    inv_std64 = 1.0 / np.sqrt(var64 + eps)
+    dt = x.dtype
+    mean, var, inv_std = mean64.astype(dt), var64.astype(dt), inv_std64.astype(dt)
+    scale = (weight.astype(np.float64) * inv_std64).astype(dt)
+    out = np.empty_like(x)
+    _bn_affine(_flat(x), mean, scale, bias, bool(relu), _flat(out))
+    return out, mean, var, inv_std
+
+
+def batchnorm2d_forward_eval(
+    x, weight, bias, running_mean, running_var, eps, relu=False
+):
+    """Normalise with stored statistics (evaluation mode).
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W)
+    weight, bias, running_mean, running_var : ndarray of shape (C,)
+    eps : float
+    relu : bool
+        Apply ``max(., 0)`` to the output.
+
+    Returns
+    -------
+    out : ndarray of shape (N, C, H, W)
+        ``weight * (x - running_mean) / sqrt(running_var + eps) + bias``.
+    """
+    x = check_float_array(x, "x", ndim=4)
+    C = x.shape[1]
+    weight = _check_vector(weight, "weight", C, x.dtype)
+    bias = _check_vector(bias, "bias", C, x.dtype)
+    running_mean = _check_vector(running_mean, "running_mean", C, x.dtype)
+    running_var = _check_vector(running_var, "running_var", C, x.dtype)
+    eps = _check_eps(eps)
+    inv_std64 = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+    scale = (weight.astype(np.float64) * inv_std64).astype(x.dtype)
+    out = np.empty_like(x)
+    _bn_affine(_flat(x), running_mean, scale, bias, bool(relu), _flat(out))
+    return out
+
+
+def _backward(dout, x, mean, inv_std64, weight, out, batch_stats):
+    """Shared body of the train- and eval-mode backward passes."""
+    use_mask = out is not None
+    mask_src = _flat(out) if use_mask else np.zeros((1, 1, 1), x.dtype)
+    C = x.shape[1]
+    M = x.shape[0] * x.shape[2] * x.shape[3]
+    sum_g = np.empty(C, np.float64)
+    sum_gx = np.empty(C, np.float64)
+    _bn_bwd_sums(_flat(dout), _flat(x), mean, mask_src, use_mask, sum_g, sum_gx)
+    dbias = sum_g
+    dweight = sum_gx * inv_std64
+    a = weight.astype(np.float64) * inv_std64
+    if batch_stats:
+        b = -a * inv_std64 * dweight / M
+        c0 = -a * dbias / M
+    else:
+        b = np.zeros(C)
+        c0 = np.zeros(C)
+    dt = x.dtype
+    dx = np.empty_like(x)
+    _bn_bwd_write(
+        _flat(dout),
+        _flat(x),
+        mean,
+        a.astype(dt),
+        b.astype(dt),
+        c0.astype(dt),
+        mask_src,
+        use_mask,
+        _flat(dx),
+    )
+    return dx, dweight.astype(dt), dbias.astype(dt)
+
+
+def batchnorm2d_backward(dout, x, mean, inv_std, weight, out=None):
+    """Gradients of the training-mode forward pass.
+
+    Parameters
+    ----------
+    dout : ndarray of shape (N, C, H, W)
+        Upstream gradient.
+    x : ndarray of shape (N, C, H, W)
+        The forward input.
+    mean, inv_std : ndarray of shape (C,)
+        As returned by :func:`batchnorm2d_forward_train`.
+    weight : ndarray of shape (C,)
+    out : ndarray of shape (N, C, H, W), optional
+        The output of a fused BN + ReLU forward; ``dout`` is zeroed where
+        ``out <= 0`` (ReLU'(0) = 0).
+
+    Returns
+    -------
+    dx : ndarray of shape (N, C, H, W)
+    dweight, dbias : ndarray of shape (C,)
+    """
+    x = check_float_array(x, "x", ndim=4)
+    dout = _check_like(dout, "dout", x)
+    C = x.shape[1]
+    mean = _check_vector(mean, "mean", C, x.dtype)
+    inv_std = _check_vector(inv_std, "inv_std", C, x.dtype)
+    weight = _check_vector(weight, "weight", C, x.dtype)
+    if out is not None:
+        out = _check_like(out, "out", x)
+    return _backward(dout, x, mean, inv_std.astype(np.float64), weight, out, True)
+
+
+def batchnorm2d_backward_eval(
+    dout, x, running_mean, running_var, weight, eps, out=None
+):
+    """Gradients of the evaluation-mode forward pass (fixed statistics).
+
+    Parameters
+    ----------
+    dout, x : ndarray of shape (N, C, H, W)
+    running_mean, running_var, weight : ndarray of shape (C,)
+    eps : float
+    out : ndarray of shape (N, C, H, W), optional
+        The output of a fused BN + ReLU forward (masks ``dout`` where ``out <= 0``).
+
+    Returns
+    -------
+    dx : ndarray of shape (N, C, H, W)
+    dweight, dbias : ndarray of shape (C,)
+    """
+    x = check_float_array(x, "x", ndim=4)
+    dout = _check_like(dout, "dout", x)
+    C = x.shape[1]
+    running_mean = _check_vector(running_mean, "running_mean", C, x.dtype)
+    running_var = _check_vector(running_var, "running_var", C, x.dtype)
+    weight = _check_vector(weight, "weight", C, x.dtype)
+    eps = _check_eps(eps)
+    if out is not None:
+        out = _check_like(out, "out", x)
+    inv_std64 = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+    return _backward(dout, x, running_mean, inv_std64, weight, out, False)

@@ -1,0 +1,88 @@
+"""Dropout kernels: the Numba twins of :mod:`npsegnet.reference.dropout`.
+
+Forward and backward are the same one-pass masked scaling; the mask comes from
+the caller (:func:`npsegnet.reference.dropout.dropout_mask`, used by the layer).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._checks import check_float_array
+from ..config import njit
+from .relu import _rows
+
+
+@njit(parallel=True)
+def _masked_scale(x, mask, scale, out):
+    """out = x * scale where mask, else 0, over the rows of 2-d views."""
+    R, L = x.shape
+    zero = x.dtype.type(0)
+    for r in prange(R):
+        xr = x[r]
+        mr = mask[r]
+        orow = out[r]
+        for i in range(L):
+            orow[i] = xr[i] * scale if mr[i] else zero
+
+
+def check_p(p) -> float:
+    """A drop probability: a real number in [0, 1)."""
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
+        raise TypeError(f"p must be a float in [0, 1), got {type(p).__name__}")
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"p must be in [0, 1) (the probability of dropping), got {p}")
+    return float(p)
+
+
+def _apply(x, mask, p, name):
+    x = check_float_array(x, name)
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
+        got = mask.dtype if isinstance(mask, np.ndarray) else type(mask).__name__
+        raise TypeError(f"mask must be a boolean NumPy array, got {got}")
+    if mask.shape != x.shape:
+        raise ValueError(
+            f"mask must have the shape of {name} {x.shape}, got {mask.shape}"
+        )
+    p = check_p(p)
+    mask = np.ascontiguousarray(mask)
+    out = np.empty_like(x)
+    _masked_scale(_rows(x), _rows(mask), x.dtype.type(1.0 / (1.0 - p)), _rows(out))
+    return out
+
+
+def dropout_forward(x, mask, p):
+    """``out = x * mask / (1 - p)``.
+
+    Parameters
+    ----------
+    x : ndarray of any shape
+        float32 or float64.
+    mask : ndarray of bool of the shape of ``x``
+        True where the unit is kept.
+    p : float
+        The drop probability the mask was drawn with, in [0, 1).
+
+    Returns
+    -------
+    out : ndarray of the shape and dtype of ``x``
+    """
+    return _apply(x, mask, p, "x")
+
+
+def dropout_backward(dout, mask, p):
+    """Gradient of :func:`dropout_forward`: ``dout * mask / (1 - p)``.
+
+    Parameters
+    ----------
+    dout : ndarray
+        Upstream gradient, the shape of ``mask``.
+    mask : ndarray of bool
+    p : float
+
+    Returns
+    -------
+    dx : ndarray of the shape and dtype of ``dout``
+    """
+    return _apply(dout, mask, p, "dout")
