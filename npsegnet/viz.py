@@ -433,6 +433,13 @@ def plot_predictions(
     if ignore_index is not None and any(np.any(a == ignore_index) for a in shown):
         handles.append(Patch(facecolor="black", edgecolor="0.3", label="ignored"))
     ncol = max(1, min(len(handles), 6))
+    # matplotlib fills a legend column by column; order it to read row by row.
+    handles = [
+        handles[j + k * ncol]
+        for j in range(ncol)
+        for k in range(-(-len(handles) // ncol))
+        if j + k * ncol < len(handles)
+    ]
     fig.legend(
         handles=handles,
         loc="outside lower center",
@@ -448,7 +455,7 @@ def plot_predictions(
 # ---------------------------------------------------------------------------
 
 
-_PRETTY = {"iou": "IoU", "bf": "BF", "lr": "lr", "miou": "mIoU"}
+_PRETTY = {"iou": "IoU", "bf": "BF", "f1": "F1", "lr": "lr", "miou": "mIoU"}
 
 
 def _pretty(key: str) -> str:

@@ -156,7 +156,7 @@ def test_plot_predictions_layout_and_legend(rng):
     )
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 3 * 4
-    assert _legend_texts(fig) == names + ["ignored"]
+    assert sorted(_legend_texts(fig)) == sorted(names + ["ignored"])
     # The ground-truth row shows label_to_color of the labels (distinct palette).
     shown = fig.axes[4 + 1].images[0].get_array()  # row 1 (ground truth), image 1
     np.testing.assert_array_equal(
@@ -169,8 +169,17 @@ def test_plot_predictions_defaults_to_camvid(rng):
     fig = viz.plot_predictions(images, labels, preds)
     assert len(fig.axes) == 3 * 2
     present = np.unique(np.concatenate([labels.ravel(), preds.ravel()]))
-    assert _legend_texts(fig) == [f"class {c}" for c in present]
-    fig = viz.plot_predictions(images, labels, preds, class_names=CAMVID_NAMES)
+    assert sorted(_legend_texts(fig)) == sorted(f"class {c}" for c in present)
+    fig = viz.plot_predictions(
+        images, labels, preds, class_names=CAMVID_NAMES, ignore_index=11
+    )
+    # Six entries to a row, read row by row (matplotlib fills columns first).
+    fig.draw_without_rendering()
+    boxes = {t.get_text(): t.get_window_extent() for t in fig.legends[0].get_texts()}
+    first_row = [boxes[n] for n in CAMVID_NAMES[:6]]
+    assert len({round(b.y0) for b in first_row}) == 1
+    assert [b.x0 for b in first_row] == sorted(b.x0 for b in first_row)
+    assert boxes["SignSymbol"].y0 < boxes["Sky"].y0  # second row
     np.testing.assert_array_equal(
         fig.axes[2 + 0].images[0].get_array(), viz.label_to_color(labels[0])
     )
