@@ -67,15 +67,15 @@ def _ce_rows(
         n = r // H
         h = r % H
         tr = targets[n, h]
-        m = np.empty(W, logits.dtype)
-        s = np.zeros(W, logits.dtype)
+        m = np.empty(W, logits.dtype)  # max over classes, per pixel of the row
+        s = np.zeros(W, logits.dtype)  # sum of exp(z - m)
         for i in range(W):
             m[i] = logits[n, 0, h, i]
         for k in range(1, K):
             zr = logits[n, k, h]
             for i in range(W):
-                if zr[i] > m[i]:
-                    m[i] = zr[i]
+                v = zr[i]
+                m[i] = v if v > m[i] else m[i]
         if want_grad:
             for k in range(K):
                 zr = logits[n, k, h]
@@ -90,21 +90,28 @@ def _ce_rows(
                 for i in range(W):
                     s[i] += np.exp(zr[i] - m[i])
         acc = 0.0
+        c = np.empty(W, logits.dtype)  # coef * w[t], 0 where ignored
         for i in range(W):
-            t = np.int64(tr[i])
-            ignored = use_ignore and t == ignore
-            lse = m[i] + np.log(s[i])
-            if want_loss and not ignored:
+            t = tr[i]
+            if use_ignore and t == ignore:
+                c[i] = zero
+                continue
+            c[i] = dt(coef * weight[t])
+            if want_loss:
+                lse = m[i] + np.log(s[i])
                 acc += weight[t] * np.float64(lse - logits[n, t, h, i])
-            if want_grad:
-                # c = coef * w[t]; grad[k] = c * e_k / s - c * [k == t]
-                c = zero if ignored else dt(coef * weight[t])
-                cs = c / s[i]
-                for k in range(K):
-                    grad[n, k, h, i] = grad[n, k, h, i] * cs
-                if not ignored:
-                    grad[n, t, h, i] -= c
         row_loss[r] = acc
+        if want_grad:
+            # grad[k] = c * e_k / s - c * [k == t], class by class along the row
+            for i in range(W):
+                s[i] = c[i] / s[i]
+            for k in range(K):
+                gr = grad[n, k, h]
+                for i in range(W):
+                    gr[i] *= s[i]
+            for i in range(W):
+                if c[i] != zero:
+                    grad[n, tr[i], h, i] -= c[i]
 
 
 def _run(logits, targets, weight, ignore_index, want_loss, want_grad, dout):
