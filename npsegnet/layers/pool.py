@@ -1,0 +1,142 @@
+"""Max pooling that records where each maximum came from (SegNet's encoder)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .._checks import check_float_array, check_pair
+from ..config import DEFAULT_DTYPE
+from ..kernels.pool import maxpool2d_backward, maxpool2d_forward
+from .base import Module
+
+
+class PoolCache(NamedTuple):
+    """What :meth:`MaxPool2D.backward` needs from the forward pass."""
+
+    indices: np.ndarray  # int64, (N, C, H_out, W_out): flat h * W + w per plane
+    input_shape: tuple  # (N, C, H, W) of the pooled input
+    dtype: np.dtype  # of the forward input; dout must match
+
+
+class MaxPool2D(Module):
+    """2-d max pooling that returns the indices of the maxima.
+
+    SegNet's encoder stages end in a 2x2 stride-2 max-pool whose indices the
+    mirrored decoder stage uses to unpool (paper §3). ``forward`` returns
+    ``(y, indices)``, as PyTorch's ``MaxPool2d(return_indices=True)``, and
+    keeps the indices for ``backward``, which never re-derives them.
+
+    Conventions (``docs/conventions.md``): indices are int64, flat ``h * W + w``
+    into each ``(n, c)`` plane of the input; of tied maxima the first in
+    raster order wins; a window holding a NaN outputs NaN and points at its
+    last NaN (PyTorch's rule); in ceil mode cells past the edge count as -inf.
+    No parameters, so it takes float32 and float64 input whatever ``dtype``.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+        Window ``(KH, KW)``.
+    stride : int or (int, int)
+        Step ``(SH, SW)`` between windows.
+    ceil_mode : bool
+        Round the output size up (Caffe's SegNet) instead of down (PyTorch's
+        default); a window may then hang over the edge but never starts past it.
+    dtype : dtype
+        Nominal dtype of the module (no parameters depend on it).
+
+    Shape
+    -----
+    ``(N, C, H, W) -> (N, C, H_out, W_out)`` with
+    ``H_out = floor((H - KH) / SH) + 1`` (``ceil`` in ceil mode, less one if the
+    last window would start outside the input); likewise ``W_out``.
+
+    Examples
+    --------
+    Pool an odd-sized map and unpool it back to its size:
+
+    >>> import numpy as np
+    >>> from npsegnet.layers import MaxPool2D, MaxUnpool2D
+    >>> x = np.array([[[[1, 9, 2, 0, 5],
+    ...                 [3, 4, 8, 7, 6],
+    ...                 [0, 2, 1, 6, 3]]]], dtype=np.float32)
+    >>> pool, unpool = MaxPool2D(2, 2), MaxUnpool2D(2, 2)
+    >>> y, indices = pool(x)
+    >>> print(y)
+    [[[[9. 8.]]]]
+    >>> print(indices)
+    [[[[1 7]]]]
+    >>> print(unpool(y, indices, output_size=x.shape[2:]))
+    [[[[0. 9. 0. 0. 0.]
+       [0. 0. 8. 0. 0.]
+       [0. 0. 0. 0. 0.]]]]
+    >>> print(pool.backward(np.ones_like(y)))
+    [[[[0. 1. 0. 0. 0.]
+       [0. 0. 1. 0. 0.]
+       [0. 0. 0. 0. 0.]]]]
+    """
+
+    def __init__(self, kernel_size=2, stride=2, ceil_mode=False, dtype=DEFAULT_DTYPE):
+        super().__init__(dtype=dtype)
+        self.kernel_size = check_pair(kernel_size, "kernel_size")
+        self.stride = check_pair(stride, "stride")
+        if not isinstance(ceil_mode, (bool, np.bool_)):
+            raise TypeError(f"ceil_mode must be a bool, got {type(ceil_mode).__name__}")
+        self.ceil_mode = bool(ceil_mode)
+        self.cache: PoolCache | None = None
+
+    def forward(self, x):
+        """Pool ``x``; return the maxima and their indices.
+
+        Parameters
+        ----------
+        x : ndarray of shape (N, C, H, W)
+            float32 or float64.
+
+        Returns
+        -------
+        y : ndarray of shape (N, C, H_out, W_out)
+            dtype of ``x``.
+        indices : ndarray of int64, shape (N, C, H_out, W_out)
+            Flat index ``h * W + w`` of each maximum in its ``(n, c)`` plane.
+        """
+        x = check_float_array(x, "x", ndim=4)
+        y, indices = maxpool2d_forward(x, self.kernel_size, self.stride, self.ceil_mode)
+        self.cache = PoolCache(indices, tuple(x.shape), x.dtype)
+        return y, indices
+
+    def backward(self, dout):
+        """Send each upstream value back to the cell that won its window.
+
+        Parameters
+        ----------
+        dout : ndarray of shape (N, C, H_out, W_out)
+            Gradient of ``y``, dtype of the forward input.
+
+        Returns
+        -------
+        dx : ndarray of shape (N, C, H, W)
+            Zero except at the recorded maxima; where windows overlap (e.g.
+            3x3 stride 2) a cell that won several windows gets the sum.
+        """
+        if self.cache is None:
+            raise RuntimeError("MaxPool2D.backward called before forward")
+        cache = self.cache
+        dout = check_float_array(dout, "dout", ndim=4)
+        if dout.shape != cache.indices.shape:
+            raise ValueError(
+                f"dout must have the shape of the forward output "
+                f"{cache.indices.shape}, got {dout.shape}"
+            )
+        if dout.dtype != cache.dtype:
+            raise TypeError(
+                f"dout has dtype {dout.dtype} but the forward input was {cache.dtype}"
+            )
+        return maxpool2d_backward(dout, cache.indices, cache.input_shape)
+
+    def __repr__(self) -> str:
+        return (
+            f"MaxPool2D(kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"ceil_mode={self.ceil_mode})"
+        )
