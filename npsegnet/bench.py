@@ -1006,6 +1006,8 @@ def _startup_main(framework: str, shape: tuple, threads: int) -> dict:
         model = SegNetBasic().eval()
         x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
         y = model.forward(x)
+        t_done = time.time()
+        model.forward(x)  # again: what the first one spent beyond computing
     else:
         torch = _import_torch()
         torch.set_num_threads(threads)
@@ -1014,10 +1016,13 @@ def _startup_main(framework: str, shape: tuple, threads: int) -> dict:
         x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
         with torch.inference_mode():
             y = model(torch.from_numpy(x))
+            t_done = time.time()
+            model(torch.from_numpy(x))
     return {
         "t_python": t_python,
         "t_import": t_import,
-        "t_done": time.time(),
+        "t_done": t_done,
+        "t_second": time.time(),
         "out_shape": list(y.shape),
     }
 
@@ -1049,6 +1054,9 @@ def measure_startup(framework: str, shape, threads: int, cache_dir=None) -> dict
         "interpreter_s": out["t_python"] - t0,
         "import_s": out["t_import"] - out["t_python"],
         "first_forward_s": out["t_done"] - out["t_import"],
+        # the same forward once more in that process: the difference is the
+        # one-off cost of the first (kernel loading or compiling, allocation)
+        "second_forward_s": out["t_second"] - out["t_done"],
     }
 
 
@@ -1100,10 +1108,14 @@ def _execute(task: dict) -> dict:
             "software": torch_info(torch),
         }
     if kind == "layers":
-        return {
-            "threads": threads,
-            "rows": measure_layers(framework, specs, task["warmup"], task["repeat"]),
-        }
+        rows = measure_layers(framework, specs, task["warmup"], task["repeat"])
+        out = {"threads": threads, "rows": rows}
+        if framework == "npsegnet":
+            try:  # known only once a parallel kernel has run
+                out["numba_threading_layer"] = sys.modules["numba"].threading_layer()
+            except ValueError:
+                pass
+        return out
     if kind == "model":
         row = measure_model(framework, specs[0], task["warmup"], task["repeat"])
         return {"threads": threads, "rows": {specs[0].name: row}}
@@ -1356,12 +1368,14 @@ def _run_benchmark(
         # PyTorch's OpenMP threads keep spinning for a while after each of its
         # calls and would steal the cores from Numba's: npsegnet goes first.
         tasks.sort(key=lambda t: t[0].get("framework") == "pytorch")
-    torch_probe = None
+    torch_probe = threading_layer = None
     results: dict[str, dict] = {s.name: {} for s in specs}
     for task, names in tasks:
         out = _run_task(task, in_process)
         if task["kind"] == "torch_probe":
             torch_probe = out
+        if "numba_threading_layer" in out:
+            threading_layer = out["numba_threading_layer"]
         for name in names:
             row = out.get("rows", {}).get(
                 name, {"error": out.get("error", "no result")}
@@ -1391,6 +1405,8 @@ def _run_benchmark(
     probes = _combine_probes(probe_first, probe_last, torch_probe)
     rows = [finish_row(spec, results[spec.name], probes, use_torch) for spec in specs]
     software = dict(probe_first.get("software", {}))
+    if threading_layer:
+        software["numba_threading_layer"] = threading_layer
     if torch_probe and "software" in torch_probe:
         software["pytorch"] = torch_probe["software"]
     report = {
@@ -1736,6 +1752,16 @@ def format_report(report: dict) -> str:
         goals.append([g["goal"], g["target"], shown, result])
     out.append(align(goals, left=1))
     notes = list(report.get("notes", []))
+    for r in report["rows"]:
+        for fw in ("npsegnet", "pytorch"):
+            m = r[fw] or {}
+            if r["group"] == "startup" and "first_forward_s" in m:
+                notes.append(
+                    f"{r['name']} ({fw}): interpreter {m['interpreter_s']:.2f} s,"
+                    f" imports {m['import_s']:.2f} s, first forward"
+                    f" {m['first_forward_s']:.2f} s (a second one:"
+                    f" {m['second_forward_s']:.2f} s)"
+                )
     isolated = [
         (r[fw].get("memory") or {}).get("isolated", True)
         for r in report["rows"]

@@ -314,6 +314,8 @@ def test_tiny_run_writes_the_json_schema_and_the_table(tmp_path, capsys, torch):
             assert mem["isolated"] is False  # in-process run
     startup = report["rows"][-1]["npsegnet"]
     assert startup["import_s"] > 0 and startup["first_forward_s"] > 0
+    assert startup["second_forward_s"] > 0
+    assert sw["numba_threading_layer"] in ("omp", "tbb", "workqueue")
     assert len(report["goals"]) == 7
     assert all(g["passed"] in (True, False, None) for g in report["goals"])
 
