@@ -6,6 +6,7 @@ not needed: the VGG16 state dicts are built here from torchvision's layout.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 
@@ -19,6 +20,18 @@ from npsegnet.models import (
     torch_module,
 )
 from npsegnet.models.io import torch_forward, vgg16_key_map
+
+
+@pytest.fixture(autouse=True)
+def one_numba_thread():
+    """Run the kernels on one thread: the maps here are tiny, and parallel
+    kernels on tiny maps spend their time waiting for each other (badly so on
+    a busy 2-core machine: 20x slower gradient checks)."""
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(previous)
+
 
 # torchvision's configuration "D" (VGG16): channels, "M" for a max-pool.
 VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M"]

@@ -182,7 +182,8 @@ class EncoderDecoder(Module):
     """Encoder stages ``enc1..encS``, decoder stages ``decS..dec1``, a head.
 
     Subclasses build the stages as attributes ``enc1``, ..., ``dec1`` (and an
-    optional ``classifier``) and set :attr:`name` and :attr:`config`.
+    optional ``classifier``), set :attr:`name`, and keep their constructor
+    arguments but ``dtype`` in ``self._config``.
     """
 
     #: Registry name (``"segnet-basic"``, ``"segnet"``), stored in weight files.
@@ -194,8 +195,17 @@ class EncoderDecoder(Module):
         super().__init__(dtype)
         self.num_stages = num_stages
         self.in_channels = in_channels
-        self.config: dict = {}
+        self._config: dict = {}
         self._logits_shape: tuple | None = None
+
+    @property
+    def config(self) -> dict:
+        """The constructor arguments that rebuild this model, JSON-serialisable.
+
+        ``dtype`` is the current one, so a model converted with :meth:`astype`
+        saves and reloads as what it has become.
+        """
+        return {**self._config, "dtype": self.dtype.name}
 
     # -- structure ----------------------------------------------------------
     @property

@@ -5,17 +5,17 @@ Encoder-Decoder Architecture for Image Segmentation", arXiv 1511.00561, §3 and
 Fig. 2; layer by layer as ``Models/segnet_train.prototxt`` of the public
 SegNet-Tutorial.
 
-=======  ====================================  =================================
-stage    encoder (3×3 convs, pad 1, bias,      decoder (unpool with the stage's
-         each → BN → ReLU, then pool 2×2/2)    indices, then 3×3 convs, pad 1)
-=======  ====================================  =================================
-1        64, 64                                64, ``num_classes`` (last: no BN,
-                                               no ReLU: feeds the loss)
-2        128, 128                              128, 64
-3        256, 256, 256                         256, 256, 128
-4        512, 512, 512                         512, 512, 256
-5        512, 512, 512                         512, 512, 512
-=======  ====================================  =================================
+Encoder convolutions are 3×3, pad 1, with bias, each → BN → ReLU, and each
+stage ends in a 2×2 stride-2 max-pool; decoder stage ``k`` unpools with encoder
+stage ``k``'s indices, then runs its 3×3 convolutions (output channels below):
+
+| stage | encoder | decoder |
+|---|---|---|
+| 1 | 64, 64 | 64, ``num_classes`` (last: no BN, no ReLU: feeds the loss) |
+| 2 | 128, 128 | 128, 64 |
+| 3 | 256, 256, 256 | 256, 256, 128 |
+| 4 | 512, 512, 512 | 512, 512, 256 |
+| 5 | 512, 512, 512 | 512, 512, 512 |
 
 The encoder is VGG16's 13 convolutional layers with batch-norm (torchvision's
 ``vgg16_bn`` ``features``), so it can start from ImageNet weights
@@ -120,11 +120,10 @@ class SegNet(EncoderDecoder):
         super().__init__(num_stages=5, in_channels=in_channels, dtype=dtype)
         self.num_classes = num_classes
         self.channels = channels
-        self.config = {
+        self._config = {
             "in_channels": in_channels,
             "num_classes": num_classes,
             "channels": list(channels),
-            "dtype": self.dtype.name,
             "seed": seed,
         }
         seeds = conv_seeds(seed)

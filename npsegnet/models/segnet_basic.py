@@ -5,15 +5,15 @@ Encoder-Decoder Architecture for Image Segmentation", arXiv 1511.00561, §3.1
 and Table 1; layer by layer as ``Models/segnet_basic_train.prototxt`` of the
 public SegNet-Tutorial.
 
-===========  ==========================================================
-stage        layers
-===========  ==========================================================
-enc1..enc4   conv k×k (64 outputs, pad k//2, bias) → BN → ReLU →
-             max-pool 2×2 stride 2, recording the indices
-dec4..dec1   max-unpool with the mirrored pool's indices, to that pool's
-             input size → conv k×k (64, pad k//2, bias) → BN (no ReLU)
-classifier   conv 1×1 to ``num_classes``, with bias → (softmax loss)
-===========  ==========================================================
+Each encoder stage runs conv k×k (64 outputs, pad k//2, bias) → BN → ReLU →
+max-pool 2×2 stride 2 (recording the indices); each decoder stage runs a
+max-unpool with the mirrored pool's indices → conv k×k → BN (no ReLU):
+
+| stage | layers |
+|---|---|
+| enc1..enc4 | conv → BN → ReLU → pool |
+| dec4..dec1 | unpool (indices and size of ``enc{k}``'s pool) → conv → BN |
+| classifier | conv 1×1 to ``num_classes``, with bias → (softmax loss) |
 
 With the defaults (``k = 7``, 64 channels, 3 inputs, 11 classes) the model has
 1,416,587 trainable parameters, 0.6 % below the 1.425M of the paper's Table 1
@@ -117,12 +117,11 @@ class SegNetBasic(EncoderDecoder):
         seed = check_positive_int(seed, "seed", minimum=0)
         super().__init__(num_stages=4, in_channels=in_channels, dtype=dtype)
         self.num_classes = num_classes
-        self.config = {
+        self._config = {
             "in_channels": in_channels,
             "num_classes": num_classes,
             "channels": channels,
             "kernel_size": kernel_size,
-            "dtype": self.dtype.name,
             "seed": seed,
         }
         seeds = conv_seeds(seed)
