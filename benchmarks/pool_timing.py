@@ -59,13 +59,32 @@ def main(argv=None):
     dxu = rng.standard_normal(x.shape, dtype=np.float32)
     fwd_bytes = x.nbytes + y.nbytes + idx.nbytes
     ops = {
-        # name: (npsegnet callable, bytes read + written)
+        # name: (npsegnet public function, bytes read + written)
         "maxpool fwd": (lambda: K.maxpool2d_forward(x, 2, 2), fwd_bytes),
         "maxpool bwd": (lambda: K.maxpool2d_backward(dy, idx, x.shape), fwd_bytes),
         "unpool fwd": (lambda: K.maxunpool2d_forward(y, idx, (H, W)), fwd_bytes),
         "unpool bwd": (lambda: K.maxunpool2d_backward(dxu, idx), fwd_bytes),
     }
     ours = {name: median_ms(fn, reps) for name, (fn, _) in ops.items()}
+
+    # the same loops writing into preallocated outputs: the difference is the
+    # cost of fresh output memory (the kernel zero-fills new pages on first touch)
+    out_y, out_i = np.empty_like(y), np.empty_like(idx)
+    out_x = np.empty_like(x)
+    bad = np.full(N * C, -1, dtype=np.int64)
+    zero = np.float32(0)
+    loops = {
+        "maxpool fwd": lambda: K._maxpool2d_fwd(x, 2, 2, 2, 2, out_y, out_i),
+        "maxpool bwd": lambda: K._scatter(dy, idx, out_x, True, zero, bad),
+        "unpool fwd": lambda: K._scatter(y, idx, out_x, False, zero, bad),
+        "unpool bwd": lambda: K._gather(
+            dxu.reshape(N * C, -1),
+            idx.reshape(N * C, -1),
+            out_y.reshape(N * C, -1),
+            bad,
+        ),
+    }
+    loop_ms = {name: median_ms(fn, reps) for name, fn in loops.items()}
 
     theirs = {}
     try:
@@ -99,6 +118,7 @@ def main(argv=None):
     head = (
         f"{'op':<12} {'MB r+w':>7} {'npsegnet ms':>12} {'GB/s':>6} {'% copy':>7}"
         f" {'torch ms':>9} {'GB/s':>6} {'% copy':>7} {'ours/torch':>10}"
+        f" {'loop-only ms':>13} {'% copy':>7}"
     )
     print(head)
     print("-" * len(head))
@@ -116,7 +136,15 @@ def main(argv=None):
                 f" {tms:>9.1f} {tgbs:>6.1f} {100 * tgbs / copy_gbs:>6.0f}%"
                 f" {ms / tms:>10.2f}"
             )
+        else:
+            row += " " * 36
+        lms = loop_ms[name]
+        row += f" {lms:>13.1f} {100 * nbytes / lms / 1e6 / copy_gbs:>6.0f}%"
         print(row)
+    print(
+        "\nloop-only: the same Numba loops writing into preallocated outputs "
+        "(no fresh pages to fault in)"
+    )
 
 
 if __name__ == "__main__":
