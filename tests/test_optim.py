@@ -152,3 +152,19 @@ def test_bad_arguments(rng):
         SGD(params, bad, lr=0.1)
     with pytest.raises(ValueError, match="bias_keys"):
         SGD(params, grads, lr=0.1, bias_keys={"nope"})
+
+
+def test_caffe_bias_keys_are_the_conv_biases_only():
+    from npsegnet.models import SegNetBasic
+
+    model = SegNetBasic(num_classes=3, channels=2, kernel_size=3)
+    keys = caffe_bias_keys(model)
+    expected = {f"enc{k}.conv.bias" for k in range(1, 5)}
+    expected |= {f"dec{k}.conv.bias" for k in range(1, 5)}
+    expected |= {"classifier.bias"}
+    assert keys == expected
+    assert "enc1.bn.bias" in model.params  # batch-norm shifts keep (1, 1)
+    opt = SGD(model.params, model.grads, lr=0.1, bias_keys=keys)
+    assert opt.multipliers["enc1.bn.bias"] == (1.0, 1.0)
+    assert opt.multipliers["enc1.bn.weight"] == (1.0, 1.0)
+    assert opt.multipliers["enc1.conv.bias"] == (2.0, 0.0)

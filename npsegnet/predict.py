@@ -1,0 +1,193 @@
+"""``npsegnet predict``: colour-coded label maps and overlays for images.
+
+For each input image it writes, into ``--out``:
+
+* ``<name>_labels.png``: the predicted class of every pixel, colour-coded
+  (CamVid's palette for a CamVid model, :func:`npsegnet.viz.palette` for
+  others), and
+* ``<name>_overlay.png``: those colours blended over the image.
+
+Both have the size of the input image. The image is resized by ``--scale``
+(default: the factor the model was trained at) with area averaging, as
+:class:`npsegnet.data.CamVid` does, normalised as in training, and the
+predicted labels are brought back to the input's size by nearest neighbour.
+
+Usage::
+
+    npsegnet predict --checkpoint runs/segnet-basic-camvid/best.npz \\
+        street1.png street2.jpg --out predictions/
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .evaluate import (
+    UsageError,
+    _guarded,
+    load_for_inference,
+    make_transform,
+    predict_labels,
+    resolve_normalization,
+    set_threads,
+)
+
+__all__ = ["predict_image", "read_image"]
+
+
+def read_image(path) -> np.ndarray:
+    """Read an image file as float32 ``(3, H, W)`` RGB in ``[0, 1]``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    ValueError
+        When Pillow cannot read it as an image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            rgb = im.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from None
+    return np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / np.float32(255)
+
+
+def _resize(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Area-average resize of a ``(3, H, W)`` float image in [0, 1]."""
+    from PIL import Image
+
+    if image.shape[1:] == tuple(size_hw):
+        return image
+    u8 = np.round(image.transpose(1, 2, 0) * 255).astype(np.uint8)
+    pil = Image.fromarray(u8).resize(size_hw[::-1], Image.Resampling.BOX)
+    return np.asarray(pil, dtype=np.float32).transpose(2, 0, 1) / np.float32(255)
+
+
+def predict_image(model, image: np.ndarray, transform, scale: float = 1.0):
+    """Labels of one image at its own size.
+
+    Parameters
+    ----------
+    model : SegNetBasic or SegNet
+        In eval mode.
+    image : ndarray of shape (3, H, W), float32 in [0, 1]
+    transform : callable
+        The input normalisation (:func:`npsegnet.evaluate.make_transform`).
+    scale : float
+        The network sees the image resized by this factor.
+
+    Returns
+    -------
+    ndarray of shape (H, W), int64
+    """
+    from PIL import Image
+
+    h, w = image.shape[1:]
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    if min(size) < model.min_size:
+        raise ValueError(
+            f"the image is {size[0]}x{size[1]} after scaling by {scale}, but "
+            f"{model.name} needs at least {model.min_size}x{model.min_size}"
+        )
+    x = _resize(image, size)[None]
+    labels = predict_labels(model, x, transform)[0]
+    if size != (h, w):
+        pil = Image.fromarray(labels.astype(np.uint8))
+        labels = np.asarray(pil.resize((w, h), Image.Resampling.NEAREST))
+    return labels.astype(np.int64)
+
+
+def add_arguments(parser) -> None:
+    """Options of ``npsegnet predict``."""
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="FILE",
+        help="training checkpoint (latest.npz, best.npz) or weights file",
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default="predictions",
+        help="output folder (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="resize factor the network sees (default: the training one)",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=0.5,
+        help="weight of the label colours in the overlay (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--normalization",
+        choices=("lrn", "meanstd", "none"),
+        default=None,
+        help="input normalisation for a weights file that does not record it",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="Numba threads (default: all)"
+    )
+
+
+def run(args) -> int:
+    """Entry point of ``npsegnet predict``."""
+    return _guarded(_run, args)
+
+
+def _run(args) -> int:
+    from PIL import Image
+
+    from . import viz
+    from .data import CAMVID_CLASS_NAMES
+
+    set_threads(args.threads)
+    if not 0.0 <= args.alpha <= 1.0:
+        raise UsageError(f"--alpha must be in [0, 1], got {args.alpha}")
+    if args.scale is not None and not args.scale > 0:
+        raise UsageError(f"--scale must be > 0, got {args.scale}")
+    model, config = load_for_inference(args.checkpoint)
+    transform = make_transform(resolve_normalization(config, args.normalization))
+    data = config.get("data") or {}
+    scale = args.scale if args.scale is not None else data.get("scale", 1.0)
+    names = config.get("class_names")
+    if names is not None and tuple(names) == tuple(CAMVID_CLASS_NAMES):
+        palette = viz.CAMVID_PALETTE
+    else:
+        palette = viz.palette(model.num_classes)
+
+    # Read every image first: a bad file fails before any work is done.
+    images = [(Path(p), read_image(p)) for p in args.images]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    for path, image in images:
+        stem = path.stem
+        k = 1
+        while stem in used:  # two inputs with the same name from two folders
+            k += 1
+            stem = f"{path.stem}-{k}"
+        used.add(stem)
+        labels = predict_image(model, image, transform, scale)
+        colour = viz.label_to_color(labels, palette)
+        blend = viz.overlay(image, labels, alpha=args.alpha, palette=palette)
+        label_path = out / f"{stem}_labels.png"
+        overlay_path = out / f"{stem}_overlay.png"
+        Image.fromarray(colour).save(label_path)
+        Image.fromarray(blend).save(overlay_path)
+        print(f"{path} -> {label_path}, {overlay_path}")
+    return 0

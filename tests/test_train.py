@@ -1,0 +1,180 @@
+"""Training loop: outputs, exact resume, Ctrl-C, batch-norm recomputation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from npsegnet.checkpoint import load_checkpoint
+from npsegnet.data import SyntheticShapes
+from npsegnet.evaluate import UsageError, make_transform
+from npsegnet.models import SegNetBasic
+from npsegnet.train import (
+    TrainConfig,
+    TrainingInterrupted,
+    curves,
+    recompute_bn_statistics,
+    train,
+)
+
+
+def tiny(out, **kw) -> TrainConfig:
+    """A run of a few seconds: 4-channel 3x3 SegNet-Basic on 16x16 shapes.
+
+    One thread: on such tiny maps the parallel kernels' start-up costs more
+    than their work, and resume exactness is defined for a fixed thread count.
+    """
+    base = dict(
+        out=str(out), epochs=2, batch_size=2, num_images=5, val_images=2,
+        image_size=(16, 16), channels=4, kernel_size=3, progress=False,
+        num_figure_images=2, lr=0.05, figures=False, threads=1,
+    )  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def quiet(*args):
+    pass
+
+
+def assert_same_weights(run_a, run_b):
+    """Bitwise equal parameters and buffers in two runs' latest.npz."""
+    a = load_checkpoint(run_a / "latest.npz")["model_state"]
+    b = load_checkpoint(run_b / "latest.npz")["model_state"]
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    history = train(tiny(out, figures=True), log=quiet)
+    return out, history
+
+
+def test_outputs_of_a_run(full_run):
+    out, history = full_run
+    names = {p.name for p in out.iterdir()}
+    assert {"latest.npz", "best.npz", "history.json", "metrics.json"} <= names
+    assert {"training_curves.png", "predictions.png"} <= names
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert all(len(r["step_losses"]) == 3 for r in history)  # ceil(5 / 2)
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("global_accuracy", "class_average_accuracy", "mean_iou"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["class_names"][0] == "background"
+    assert json.loads((out / "history.json").read_text()) == history
+    ckpt = load_checkpoint(out / "latest.npz")
+    assert ckpt["epoch"] == 2 and ckpt["step"] == 0
+    assert ckpt["config"]["normalization"]["kind"] == "meanstd"
+    assert len(ckpt["config"]["class_weights"]) == 5
+    c = curves(history)
+    assert len(c["loss"]) == 6 and len(c["val_mean_iou"]) == 2
+
+
+def test_resume_reproduces_the_uninterrupted_run(full_run, tmp_path):
+    out_full, history_full = full_run
+    train(tiny(tmp_path, epochs=1), log=quiet)
+    history = train(tiny(tmp_path, epochs=2, resume=True), log=quiet)
+    assert_same_weights(tmp_path, out_full)
+    assert [r["step_losses"] for r in history] == [
+        r["step_losses"] for r in history_full
+    ]
+    assert [r["val"] for r in history] == [r["val"] for r in history_full]
+
+
+def test_interrupt_mid_epoch_saves_and_resumes_exactly(full_run, tmp_path):
+    out_full, history_full = full_run
+
+    def stop(event):
+        if event["epoch"] == 2 and event["step"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted, match="epoch 2, step 2") as info:
+        train(tiny(tmp_path), callback=stop, log=quiet)
+    assert info.value.checkpoint == tmp_path / "latest.npz"
+    ckpt = load_checkpoint(tmp_path / "latest.npz")
+    assert (ckpt["epoch"], ckpt["step"]) == (1, 2)
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+    history = train(tiny(tmp_path, resume=True), log=quiet)
+    assert_same_weights(tmp_path, out_full)
+    assert [r["step_losses"] for r in history] == [
+        r["step_losses"] for r in history_full
+    ]
+
+
+def test_sigint_stops_after_the_step(full_run, tmp_path):
+    out_full, _ = full_run
+
+    def ctrl_c(event):
+        if event["epoch"] == 1 and event["step"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C
+
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(TrainingInterrupted, match="step 1 of 3"):
+        train(tiny(tmp_path), callback=ctrl_c, log=quiet)
+    assert signal.getsignal(signal.SIGINT) is handler  # restored
+    train(tiny(tmp_path, resume=True), log=quiet)
+    assert_same_weights(tmp_path, out_full)
+
+
+def test_refuses_to_clobber_or_resume_nothing(full_run, tmp_path):
+    out_full, _ = full_run
+    with pytest.raises(UsageError, match="--resume"):
+        train(tiny(out_full), log=quiet)
+    with pytest.raises(UsageError, match="nothing to resume"):
+        train(tiny(tmp_path / "empty", resume=True), log=quiet)
+    with pytest.raises(UsageError, match="data folder not found"):
+        train(tiny(tmp_path, data=str(tmp_path / "no-camvid")), log=quiet)
+
+
+@pytest.fixture
+def one_thread():
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(previous)
+
+
+def test_train_restores_the_thread_count(full_run):
+    import numba
+
+    assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+
+
+def test_recompute_bn_averages_batch_statistics(one_thread):
+    """Cumulative average over batches = mean of each batch's own statistics."""
+    data = SyntheticShapes(num_images=4, image_size=(16, 16), seed=3)
+    transform = make_transform({"kind": "none"})
+    model = SegNetBasic(num_classes=5, channels=3, kernel_size=3, seed=1)
+    for v in model.buffers.values():
+        v[...] = 7.0  # stale statistics must not leak into the result
+    recompute_bn_statistics(model, data, transform, batch_size=2)
+
+    per_batch = []
+    for start in (0, 2):
+        probe = SegNetBasic(num_classes=5, channels=3, kernel_size=3, seed=1)
+        for m in probe.modules():
+            if hasattr(m, "reset_running_stats"):
+                m.momentum = 1.0  # running statistics := this batch's
+        x = np.stack([data[i][0] for i in range(start, start + 2)])
+        probe.forward(x)
+        per_batch.append(probe.buffers)
+    for key, value in model.buffers.items():
+        if key.endswith("num_batches_tracked"):
+            assert value == 2
+            continue
+        expected = (per_batch[0][key] + per_batch[1][key]) / 2
+        np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-6, err_msg=key)
+    # the layers' own momentum is back
+    assert all(
+        m.momentum == 0.1 for m in model.modules() if hasattr(m, "reset_running_stats")
+    )
