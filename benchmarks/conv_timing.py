@@ -9,7 +9,10 @@ It prints (a) the float32 GEMM rate of ``np.matmul`` on 4096 x 4096 matrices
 convolution the forward and backward times of npsegnet and of PyTorch
 (``torch.nn.functional.conv2d`` and autograd, ``torch.set_num_threads(2)``),
 with GFLOP/s and the percentage of the GEMM rate. Times are medians (and
-minima) of ``--reps`` runs after a warm-up. Backward counts dx + dweight +
+minima) of ``--reps`` runs after a warm-up round; the runs of npsegnet and
+torch alternate (with a short rest in between), and "vs torch" is the median
+of the per-run ratios, which stays meaningful when other processes load the
+machine. Backward counts dx + dweight +
 dbias; the first layer (3 input channels) is timed without dx, as a network
 needs none there.
 """
@@ -23,6 +26,8 @@ import time
 from functools import partial
 
 import numpy as np
+
+REST = 0.3  # seconds of rest before each timed run
 
 CASES = [
     # name, (N, C_in, H, W), C_out, k, need_dx
@@ -42,6 +47,22 @@ def timeit(fn, reps):
         fn()
         times.append(time.perf_counter() - t0)
     return float(np.median(times)), float(min(times))
+
+
+def timed(fn):
+    """Wrap ``fn`` so that calling it returns its wall time."""
+
+    def run():
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    return run
+
+
+def ratio(times, pas, impl):
+    """Median over reps of torch's time / ``impl``'s time."""
+    return float(np.median(np.array(times[pas, "torch"]) / np.array(times[pas, impl])))
 
 
 def gemm_peak(reps):
@@ -76,7 +97,7 @@ def main(argv=None):
     print(f"(a) np.matmul 4096^2 float32: {peak:.0f} GFLOP/s (best {peak_best:.0f})")
     print()
     head = (
-        f"{'case':<26}{'pass':<5}{'impl':<9}{'median ms':>10}{'min ms':>8}"
+        f"{'case':<31}{'pass':<5}{'impl':<9}{'median ms':>10}{'min ms':>8}"
         f"{'GFLOP/s':>9}{'% peak':>8}{'vs torch':>10}"
     )
     print(head)
@@ -102,44 +123,57 @@ def main(argv=None):
 
         def torch_fwd(xt=xt, wt=wt, bt=bt, p=p):
             with torch.no_grad():
-                torch.nn.functional.conv2d(xt, wt, bt, padding=p)
-
-        def torch_bwd(reps, xt=xt, wt=wt, bt=bt, gt=gt, p=p):
-            # time backward alone: build a fresh graph outside the timed region
-            times = []
-            for _ in range(reps + 1):
-                out = torch.nn.functional.conv2d(xt, wt, bt, padding=p)
                 t0 = time.perf_counter()
-                out.backward(gt)
-                times.append(time.perf_counter() - t0)
-                for t in (xt, wt, bt):
-                    t.grad = None
-            times = times[1:]
-            return float(np.median(times)), float(min(times))
+                torch.nn.functional.conv2d(xt, wt, bt, padding=p)
+                return time.perf_counter() - t0
 
-        rows = [
-            ("fwd", "npsegnet", timeit(partial(conv2d_forward, x, w, b, p), args.reps)),
-            ("fwd", "torch", timeit(torch_fwd, args.reps)),
-            (
-                "bwd",
-                "npsegnet",
-                timeit(partial(conv2d_backward, dout, x, w, p, need_dx), args.reps),
+        def torch_bwd(xt=xt, wt=wt, bt=bt, gt=gt, p=p):
+            # time backward alone: the graph is built outside the timed region
+            out = torch.nn.functional.conv2d(xt, wt, bt, padding=p)
+            t0 = time.perf_counter()
+            out.backward(gt)
+            elapsed = time.perf_counter() - t0
+            for t in (xt, wt, bt):
+                t.grad = None
+            return elapsed
+
+        # Interleave the four measurements rep by rep, so that load from other
+        # processes hits npsegnet and torch alike; the ratio column is the
+        # median of the per-rep ratios.
+        runs = {
+            ("fwd", "npsegnet"): timed(partial(conv2d_forward, x, w, b, p)),
+            ("fwd", "torch"): torch_fwd,
+            ("bwd", "npsegnet"): timed(
+                partial(conv2d_backward, dout, x, w, p, need_dx)
             ),
-            ("bwd", "torch", torch_bwd(args.reps)),
+            ("bwd", "torch"): torch_bwd,
+        }
+        times = {key: [] for key in runs}
+        for rep in range(args.reps + 1):
+            for key, fn in runs.items():
+                # Let the idle threads of the previous run go to sleep first:
+                # torch's OpenMP and OpenBLAS both busy-wait after a call, and a
+                # spinning thread of one library starves the other on 2 cores.
+                time.sleep(REST)
+                t = fn()
+                if rep:  # the first round is the warm-up
+                    times[key].append(t)
+        rows = [
+            (pas, impl, (float(np.median(ts)), float(min(ts))), ratio(times, pas, impl))
+            for (pas, impl), ts in times.items()
         ]
         label = name + ("" if need_dx else " (no dx)")
-        torch_time = {r[0]: r[2][0] for r in rows if r[1] == "torch"}
-        for i, (pas, impl, (med, best)) in enumerate(rows):
+        for i, (pas, impl, (med, best), speedup) in enumerate(rows):
             fl = flops if pas == "fwd" else bflops
             rate = fl / med / 1e9
-            ratio = torch_time[pas] / med
             print(
-                f"{label if i == 0 else '':<26}{pas:<5}{impl:<9}{med * 1e3:>10.1f}"
+                f"{label if i == 0 else '':<31}{pas:<5}{impl:<9}{med * 1e3:>10.1f}"
                 f"{best * 1e3:>8.1f}{rate:>9.0f}{100 * rate / peak:>7.0f}%"
-                f"{ratio:>9.2f}x"
+                f"{speedup:>9.2f}x"
             )
     print()
     print("vs torch = torch time / this time (> 1: faster than torch)")
+    print(f"Numba threading layer used: {numba.threading_layer()}")
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ each output row, adds the bias and writes the row in NCHW.
 
 * ``G = 1`` (the default) copies each input row ``KW`` times instead of the
   ``KH * KW`` times of a full im2col, so the column buffer of a whole image
-  would be ``KW * C * H * W`` numbers; it is never built whole: a band of a few
-  rows at a time keeps it to a few MB, in cache. The GEMM has
+  would be ``KW * C * H * W`` numbers; it is never built whole: a band of rows
+  at a time keeps it to ``BAND_BYTES`` (8 MB). The GEMM has
   ``K = KW * C`` and ``N = KH * F`` (448 x 448 for a 7x7 64 -> 64 layer),
   a shape BLAS runs near its peak.
 * ``G = KH`` is the full im2col, used when ``KH * KW * C`` is small (the RGB
@@ -56,9 +56,11 @@ from numba import prange
 from .._checks import check_float_array
 from ..config import njit
 
-# Target size of the column buffer of one band: large enough that the GEMMs are
-# long (and the Numba <-> BLAS hand-overs few), small enough to stay in cache.
-BAND_BYTES = 4 << 20
+# Target size of the column (or product) buffer of one band. Larger bands mean
+# longer GEMMs and fewer hand-overs between Numba's threads and OpenBLAS's (each
+# a barrier, costly when the machine is busy); smaller ones stay in cache.
+# Between 2 and 16 MB the timings on the shared 2-core box were within noise.
+BAND_BYTES = 8 << 20
 # Use the full im2col (G = KH) when its K = KH * KW * C is at most this.
 FULL_IM2COL_MAX_K = 256
 
@@ -66,33 +68,37 @@ FULL_IM2COL_MAX_K = 256
 # --------------------------------------------------------------------------
 # Numba loops
 # --------------------------------------------------------------------------
-@njit(parallel=True)
-def _pack_cols(x, n, pad, KW, G, b0, r, cols, rowbuf):
-    """cols[(a, w), (g, kw, c)] = xp[c, b0 + a + g, w + kw] for a < r."""
+@njit
+def _pack_row(x, n, pad, KW, G, h, a, cols, buf):
+    """cols[(a, w), (g, kw, c)] = xp[c, h + g, w + kw]: one anchor row."""
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    Wp = W + 2 * pad
-    W_out = Wp - KW + 1
+    W_out = W + 2 * pad - KW + 1
     L = KW * C
-    for a in prange(r):
-        buf = rowbuf[a]
-        for g in range(G):
-            hh = b0 + a + g - pad
-            if hh < 0 or hh >= H:
-                for w in range(W_out):
-                    for k in range(L):
-                        cols[a * W_out + w, g * L + k] = 0.0
-                continue
-            # the padded input row, pixel-major: buf[wp * C + c] = xp[c, hh, wp]
-            for k in range(pad * C):
-                buf[k] = 0.0
-                buf[(pad + W) * C + k] = 0.0
-            for c in range(C):
-                for w in range(W):
-                    buf[(w + pad) * C + c] = x[n, c, hh, w]
-            # the KW pixels of a window are adjacent in buf: one contiguous copy
+    for g in range(G):
+        hh = h + g - pad
+        if hh < 0 or hh >= H:
             for w in range(W_out):
                 for k in range(L):
-                    cols[a * W_out + w, g * L + k] = buf[w * C + k]
+                    cols[a * W_out + w, g * L + k] = 0.0
+            continue
+        # the padded input row, pixel-major: buf[wp * C + c] = xp[c, hh, wp]
+        for k in range(pad * C):
+            buf[k] = 0.0
+            buf[(pad + W) * C + k] = 0.0
+        for c in range(C):
+            for w in range(W):
+                buf[(w + pad) * C + c] = x[n, c, hh, w]
+        # the KW pixels of a window are adjacent in buf: one contiguous copy
+        for w in range(W_out):
+            for k in range(L):
+                cols[a * W_out + w, g * L + k] = buf[w * C + k]
+
+
+@njit(parallel=True)
+def _pack_cols(x, n, pad, KW, G, b0, r, cols, rowbuf):
+    """The columns of anchor rows ``b0 .. b0 + r - 1`` (see the module notes)."""
+    for a in prange(r):
+        _pack_row(x, n, pad, KW, G, b0 + a, a, cols, rowbuf[a])
 
 
 @njit(parallel=True)
@@ -132,21 +138,28 @@ def _add_rows(P, out, bias, n, G, KHo, h_lo, h_hi, b0, r, acc):
                         out[n, f, i, w] = slot[w * F + f] + bf
 
 
-@njit(parallel=True)
-def _pack_dout(dout, n, G, KHo, b0, r, S):
-    """S[(a, w), (j, f)] = dout[n, f, b0 + a - j * G, w] (0 outside the output)."""
+@njit
+def _pack_dout_row(dout, n, G, KHo, h, a, S):
+    """S[(a, w), (j, f)] = dout[n, f, h - j * G, w] (0 outside the output)."""
     F, H_out, W_out = dout.shape[1], dout.shape[2], dout.shape[3]
+    for j in range(KHo):
+        i = h - j * G
+        if i < 0 or i >= H_out:
+            for w in range(W_out):
+                for f in range(F):
+                    S[a * W_out + w, j * F + f] = 0.0
+        else:
+            for w in range(W_out):
+                for f in range(F):
+                    S[a * W_out + w, j * F + f] = dout[n, f, i, w]
+
+
+@njit(parallel=True)
+def _pack_backward(x, dout, n, pad, KW, G, KHo, b0, r, cols, S, rowbuf):
+    """Columns of ``x`` and shifted copies of ``dout`` for anchor rows ``b0..``."""
     for a in prange(r):
-        for j in range(KHo):
-            i = b0 + a - j * G
-            if i < 0 or i >= H_out:
-                for w in range(W_out):
-                    for f in range(F):
-                        S[a * W_out + w, j * F + f] = 0.0
-            else:
-                for w in range(W_out):
-                    for f in range(F):
-                        S[a * W_out + w, j * F + f] = dout[n, f, i, w]
+        _pack_row(x, n, pad, KW, G, b0 + a, a, cols, rowbuf[a])
+        _pack_dout_row(dout, n, G, KHo, b0 + a, a, S)
 
 
 @njit(parallel=True)
@@ -411,8 +424,7 @@ def conv2d_backward(dout, x, weight, padding, need_dx=True):
         for b0 in range(h_lo, h_hi, R):
             r = min(R, h_hi - b0)
             m = r * W_out
-            _pack_cols(x, n, padding, KW, G, b0, r, cols, rowbuf)
-            _pack_dout(dout, n, G, KHo, b0, r, S)
+            _pack_backward(x, dout, n, padding, KW, G, KHo, b0, r, cols, S, rowbuf)
             np.matmul(cols[:m].T, S[:m], out=tmp)
             dwk += tmp
             if need_dx:
