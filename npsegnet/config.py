@@ -18,7 +18,17 @@ which lets debuggers and coverage see inside them.
 
 from __future__ import annotations
 
+import os
+
 import numba
+
+# Numba's OpenMP threading layer leaves its threads spinning after each parallel
+# kernel, and on a 2-core machine they starve the OpenBLAS threads of the GEMM
+# that follows (a GEMM + parallel kernel pair measured 19 ms with "omp" against
+# 5 ms with "workqueue"). The training loop launches kernels from one Python
+# thread only, which is all "workqueue" needs. A user's explicit choice wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 JIT_OPTIONS = {"cache": True, "fastmath": False, "nogil": True}
 
