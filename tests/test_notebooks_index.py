@@ -66,8 +66,8 @@ def test_notebook_is_committed_executed_without_errors(name):
     counts = [c.get("execution_count") for c in code]
     assert counts == list(range(1, len(code) + 1)), (
         f"{name} was not saved after one clean top-to-bottom run: execution counts "
-        f"{counts}; execute it with `jupyter nbconvert --to notebook --execute "
-        "--inplace` (or nbclient) and commit it with its outputs"
+        f"{counts}; execute it with `jupyter execute --inplace {path}` (nbclient) "
+        "and commit it with its outputs"
     )
     outputs = [o for c in code for o in c.get("outputs", [])]
     assert outputs, f"{name} has no outputs: commit it executed"
