@@ -116,7 +116,7 @@ def make_dataset(data: dict, split: str, data_path=None, scale=None):
         return SyntheticShapes(
             num_images=n,
             image_size=tuple(data["image_size"]),
-            seed=SYNTHETIC_SEEDS[split],
+            seed=data.get("seeds", SYNTHETIC_SEEDS)[split],
         )
     root = Path(data_path if data_path is not None else data["root"])
     if not root.is_dir():
@@ -226,7 +226,7 @@ def evaluate_model(
             desc=desc,
             unit="img",
             file=sys.stderr,
-            disable=not progress,
+            disable=None if progress else True,
             leave=False,
         )
         with bar:

@@ -130,7 +130,7 @@ class TrainConfig:
     model: str = "segnet-basic"
     data: str | None = None
     scale: float = 1.0
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 4
     lr: float | None = None
     momentum: float = 0.9
@@ -143,7 +143,7 @@ class TrainConfig:
     normalization: str = "auto"
     recompute_bn: bool = True
     validate: bool = True
-    num_images: int = 64
+    num_images: int = 256
     val_images: int = 32
     image_size: tuple = (32, 32)
     channels: object = None
@@ -264,7 +264,7 @@ def recompute_bn_statistics(model, dataset, transform, batch_size: int, progress
             desc="BN stats",
             unit="img",
             file=sys.stderr,
-            disable=not progress,
+            disable=None if progress else True,
             leave=False,
         )
         with bar:
@@ -491,7 +491,7 @@ class _Run:
             desc=f"epoch {epoch}/{cfg.epochs}",
             unit="step",
             file=sys.stderr,
-            disable=not cfg.progress,
+            disable=None if cfg.progress else True,
             leave=False,
         )
         t_start = time.perf_counter()

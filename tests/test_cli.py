@@ -137,3 +137,60 @@ def test_bad_input_is_one_clear_line(run_dir, tmp_path, capsys, argv, message):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("npsegnet: error:")
     assert message in lines[0]
+
+
+@pytest.fixture(scope="module")
+def mini_camvid(camvid, tmp_path_factory):
+    """Three training and two validation images of CamVid, linked, not copied."""
+    root = tmp_path_factory.mktemp("camvid")
+    for split, count in (("train", 3), ("val", 2)):
+        lines = (camvid / f"{split}.txt").read_text().splitlines()[:count]
+        for folder in (split, split + "annot"):
+            (root / folder).mkdir()
+        for line in lines:
+            for listed in line.split():
+                parts = listed.split("/")[-2:]
+                (root / parts[0] / parts[1]).symlink_to(camvid / parts[0] / parts[1])
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_camvid_train_evaluate_predict(mini_camvid, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(mini_camvid), "--out", str(out), "--scale",
+            "0.1", "--epochs", "1", "--channels", "4", "--kernel-size", "3",
+            "--batch-size", "2", "--no-progress", "--threads", "1",
+            "--no-figures"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "normalisation lrn" in printed and "36x48" in printed
+    config = json.loads(str(np.load(out / "latest.npz")["config"]))
+    assert config["normalization"]["kind"] == "lrn"
+    assert config["lr"] == 0.1  # the paper's rate on CamVid
+    assert config["class_names"][3] == "Road"
+
+    target = tmp_path / "val.json"
+    rc = main(["evaluate", "--checkpoint", str(out / "latest.npz"), "--data",
+               str(mini_camvid), "--json", str(target)])  # fmt: skip
+    assert rc == 0
+    result = json.loads(target.read_text())
+    assert result["num_images"] == 2 and len(result["per_class_iou"]) == 11
+    assert (
+        result["confusion_matrix"]
+        == json.loads((out / "metrics.json").read_text())["confusion_matrix"]
+    )
+
+    image = sorted((mini_camvid / "val").iterdir())[0]
+    rc = main(["predict", "--checkpoint", str(out / "model.npz"), str(image),
+               "--out", str(tmp_path / "pred")])  # fmt: skip
+    assert rc == 0
+    with Image.open(tmp_path / "pred" / f"{image.stem}_labels.png") as im:
+        assert im.size == (480, 360)
+        colours = {tuple(c) for c in np.asarray(im).reshape(-1, 3)}
+    from npsegnet.viz import CAMVID_PALETTE
+
+    assert colours <= {tuple(c) for c in CAMVID_PALETTE}
+    # The subset has no test split: one clear line, exit code 1.
+    capsys.readouterr()
+    rc = main(["evaluate", "--checkpoint", str(out / "latest.npz"), "--split", "test"])
+    assert rc == 1 and "test.txt" in capsys.readouterr().err

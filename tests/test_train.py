@@ -178,3 +178,15 @@ def test_recompute_bn_averages_batch_statistics(one_thread):
     assert all(
         m.momentum == 0.1 for m in model.modules() if hasattr(m, "reset_running_stats")
     )
+
+
+def test_segnet_trains_too(tmp_path):
+    cfg = tiny(
+        tmp_path, model="segnet", channels=(2, 2, 3, 3, 3), kernel_size=None,
+        image_size=(32, 32), num_images=2, epochs=1,
+    )  # fmt: skip
+    history = train(cfg, log=quiet)
+    assert len(history) == 1 and np.isfinite(history[0]["train_loss"])
+    config = load_checkpoint(tmp_path / "latest.npz")["config"]
+    assert config["model_kwargs"]["channels"] == [2, 2, 3, 3, 3]
+    assert config["lr"] == 0.05
