@@ -33,7 +33,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +61,9 @@ DEFAULT_LR = {"segnet-basic": 0.1, "segnet": 1e-3}
 #: 0.1 stalls (the loss stays near 1.6 for 8 epochs); 0.01 learns.
 SYNTHETIC_LR = 0.01
 
+#: Epochs of the default run (synthetic shapes; see docs/cli.md).
+DEFAULT_EPOCHS = 8
+
 #: Options that may change when a run is resumed (all others come from the
 #: checkpoint, so the resumed run is the same run).
 RESUMABLE_OVERRIDES = ("epochs", "threads", "progress", "save_every", "out", "figures")
@@ -78,8 +81,9 @@ class TrainConfig:
         built-in synthetic shapes (:class:`npsegnet.data.SyntheticShapes`).
     scale : float
         CamVid resize factor (1.0 = 360x480, as in the paper).
-    epochs : int
-        Passes over the training set.
+    epochs : int or None
+        Passes over the training set; ``None`` means :data:`DEFAULT_EPOCHS`,
+        or, when resuming, the count the run was started with.
     batch_size : int
         Images per SGD step (4, as in SegNet-Tutorial's solvers).
     lr : float or None
@@ -130,7 +134,7 @@ class TrainConfig:
     model: str = "segnet-basic"
     data: str | None = None
     scale: float = 1.0
-    epochs: int = 8
+    epochs: int | None = None
     batch_size: int = 4
     lr: float | None = None
     momentum: float = 0.9
@@ -339,7 +343,8 @@ class _Run:
             ckpt = load_checkpoint(latest)
             stored = TrainConfig(**_config_from_json(ckpt["config"]["train"]))
             for name in RESUMABLE_OVERRIDES:
-                setattr(stored, name, getattr(cfg, name))
+                if name != "epochs" or cfg.epochs is not None:
+                    setattr(stored, name, getattr(cfg, name))
             stored.resume, stored.out = True, str(self.out)
             cfg = stored
         elif latest.exists() and not cfg.overwrite:
@@ -347,6 +352,8 @@ class _Run:
                 f"{self.out} already holds a training run ({latest}); pass --resume "
                 "to continue it, --overwrite to start afresh, or another --out"
             )
+        if cfg.epochs is None:
+            cfg = replace(cfg, epochs=DEFAULT_EPOCHS)
         _check_config(cfg)
         self.cfg = cfg
 
@@ -841,7 +848,11 @@ def add_arguments(parser) -> None:
         "--overwrite", action="store_true",
         help="start afresh in an --out that holds a previous run",
     )  # fmt: skip
-    g.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
+    g.add_argument(
+        "--epochs", type=int, default=None,
+        help=f"passes over the training set (default: {DEFAULT_EPOCHS}; with "
+        "--resume: the run's own count, or this many in all)",
+    )  # fmt: skip
     g.add_argument(
         "--batch-size", type=int, default=d.batch_size, help="default: %(default)s"
     )
