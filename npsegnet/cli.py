@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 # name -> (module, one-line help)
@@ -34,22 +33,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _calm_openblas() -> None:
-    """Shorten how long OpenBLAS's idle threads spin, before NumPy loads it.
-
-    By default an OpenBLAS worker busy-waits 2**28 cycles (about 0.1 s) after
-    every matrix product; on 2 cores that steals the CPU from Numba's parallel
-    kernels, which run between the products: a SegNet-Basic step at 32x32 took
-    0.8 s instead of 0.12 s. OpenBLAS reads the variable once, at load time, so
-    it only helps when NumPy is not imported yet; a user's own setting wins.
-    """
-    if "numpy" not in sys.modules:
-        os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``npsegnet`` and ``python -m npsegnet``."""
-    _calm_openblas()
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if a in COMMANDS), None)
     args = build_parser(command).parse_args(argv)
