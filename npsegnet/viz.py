@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from ._checks import check_positive_int
+from .data import CAMVID_CLASS_NAMES
 
 __all__ = [
     "CAMVID_PALETTE",
@@ -321,20 +322,7 @@ def _default_palette(class_names) -> np.ndarray:
     return palette(len(names))
 
 
-_CAMVID_NAMES = (
-    "Sky",
-    "Building",
-    "Pole",
-    "Road",
-    "Pavement",
-    "Tree",
-    "SignSymbol",
-    "Fence",
-    "Car",
-    "Pedestrian",
-    "Bicyclist",
-    "Unlabelled",
-)
+_CAMVID_NAMES = (*CAMVID_CLASS_NAMES, "Unlabelled")
 
 
 def plot_predictions(
