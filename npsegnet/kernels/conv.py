@@ -2,46 +2,47 @@
 
 The fast twin of :mod:`npsegnet.reference.conv`. The arithmetic is done by
 NumPy's ``matmul`` (OpenBLAS SGEMM/DGEMM); Numba loops only rearrange data
-around it.
+around it, always along image rows, so that every copy is a unit-stride run
+of ``W`` numbers in the NCHW layout the layers use.
 
 How the products are laid out
 -----------------------------
 Write ``xp`` for the zero-padded input of one image, an *anchor row* ``h`` of
-``xp`` and a group size ``G`` (1, or ``KH``). The **columns** of anchor row
-``h`` hold, for each output column ``w``, the window of ``G`` rows and ``KW``
-columns that starts at ``(h, w)``::
+``xp`` and a group size ``G`` (1, or ``KH``). For a band of anchor rows
+``b0 .. b0 + r - 1`` the **columns** are
 
-    cols[(h, w), (g, kw, c)] = xp[c, h + g, w + kw]
+    cols[(g, kw, c), (a, w)] = xp[c, b0 + a + g, w + kw]
 
-one row per output pixel, ``G * KW * C`` numbers each (pixel-major, so the
-window of a pixel is contiguous). The weights are regrouped to match,
-``wk[(g, kw, c), (j, f)] = weight[f, c, j * G + g, kw]`` for the ``KH / G``
+one row per ``(g, kw, c)`` (``G * KW * C`` rows), one column per output pixel
+of the band (``r * W_out``): each row of ``cols`` is ``r`` input rows shifted
+by ``kw``. The weights are regrouped to match,
+``wk[(j, f), (g, kw, c)] = weight[f, c, j * G + g, kw]`` for the ``KH / G``
 remaining row offsets ``j``, and one GEMM
 
-    P = cols @ wk                      # (pixels of the band, KH / G * F)
+    P = wk @ cols                      # (KH / G * F, pixels of the band)
 
-gives every contribution of the band's anchor rows at once: ``P[(h, w), (j, f)]``
-belongs to output row ``h - j * G``. A Numba pass adds the ``KH / G`` pieces of
-each output row, adds the bias and writes the row in NCHW.
+gives every contribution of the band's anchor rows at once: ``P[(j, f), (a, w)]``
+belongs to row ``b0 + a - j * G`` of output channel ``f``, and is already an
+output row in NCHW order. A Numba pass adds the ``KH / G`` pieces of each
+output row (and the bias) in place.
 
 * ``G = 1`` (the default) copies each input row ``KW`` times instead of the
-  ``KH * KW`` times of a full im2col, so the column buffer of a whole image
-  would be ``KW * C * H * W`` numbers; it is never built whole: a band of rows
-  at a time keeps it to ``BAND_BYTES`` (8 MB). The GEMM has
-  ``K = KW * C`` and ``N = KH * F`` (448 x 448 for a 7x7 64 -> 64 layer),
-  a shape BLAS runs near its peak.
+  ``KH * KW`` times of a full im2col; a band of rows at a time keeps the
+  buffer to ``BAND_BYTES``. The GEMM has ``M = KH * F`` and ``K = KW * C``
+  (448 x 448 for a 7x7 64 -> 64 layer), a shape BLAS runs near its peak.
 * ``G = KH`` is the full im2col, used when ``KH * KW * C`` is small (the RGB
   input layer: ``K = 147``), where ``K = KW * C`` alone would be too thin.
 * Anchor rows that lie in the zero padding contribute nothing and are skipped
   (``G = 1``).
 
-Backward, per band, reuses the same columns: with ``S[(h, w), (j, f)] =
-dout[f, h - j * G, w]`` (the upstream gradient shifted by each row offset),
-``dW = cols.T @ S`` and, for ``G = 1``, ``dcols = S @ wk.T``, whose entries are
-folded back (summed over ``kw``) into the rows of ``dx``. A 1x1 convolution
-without padding skips all of this: it is one GEMM per image.
+Backward, per band, reuses the same columns: with ``S[(j, f), (a, w)] =
+dout[f, b0 + a - j * G, w]`` (the upstream gradient shifted by each row
+offset; again whole rows), ``dwk = S @ cols.T`` and, for ``G = 1``,
+``dcols = wk.T @ S``, whose rows are folded back (summed over ``kw`` with the
+shift undone) into the rows of ``dx``. A 1x1 convolution without padding
+skips all of this: it is one GEMM per image.
 
-Workspaces (column, product and row buffers) are kept per thread and reused
+Workspaces (column and product buffers) are kept per thread and reused
 across calls, because allocating and first-touching tens of MB each call
 costs as much as the packing itself.
 """
@@ -69,117 +70,105 @@ FULL_IM2COL_MAX_K = 256
 # Numba loops
 # --------------------------------------------------------------------------
 @njit
-def _pack_row(x, n, pad, KW, G, h, a, cols, buf):
-    """cols[(a, w), (g, kw, c)] = xp[c, h + g, w + kw]: one anchor row."""
-    C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    W_out = W + 2 * pad - KW + 1
-    L = KW * C
-    for g in range(G):
-        hh = h + g - pad
-        if hh < 0 or hh >= H:
-            for w in range(W_out):
-                for k in range(L):
-                    cols[a * W_out + w, g * L + k] = 0.0
-            continue
-        # the padded input row, pixel-major: buf[wp * C + c] = xp[c, hh, wp]
-        for k in range(pad * C):
-            buf[k] = 0.0
-            buf[(pad + W) * C + k] = 0.0
-        for c in range(C):
-            for w in range(W):
-                buf[(w + pad) * C + c] = x[n, c, hh, w]
-        # the KW pixels of a window are adjacent in buf: one contiguous copy
-        for w in range(W_out):
-            for k in range(L):
-                cols[a * W_out + w, g * L + k] = buf[w * C + k]
+def _copy_shifted(src, dst, shift):
+    """dst[w] = src[w + shift] where that index exists, else 0 (one padded row)."""
+    W, W_out = src.shape[0], dst.shape[0]
+    lo = min(W_out, max(0, -shift))
+    hi = max(lo, min(W_out, W - shift))
+    for w in range(lo):
+        dst[w] = 0.0
+    for w in range(lo, hi):
+        dst[w] = src[w + shift]
+    for w in range(hi, W_out):
+        dst[w] = 0.0
 
 
 @njit(parallel=True)
-def _pack_cols(x, n, pad, KW, G, b0, r, cols, rowbuf):
-    """The columns of anchor rows ``b0 .. b0 + r - 1`` (see the module notes)."""
-    for a in prange(r):
-        _pack_row(x, n, pad, KW, G, b0 + a, a, cols, rowbuf[a])
+def _pack_cols(x, n, pad, KW, G, b0, r, W_out, cols):
+    """cols[(g, kw, c), (a, w)] = xp[c, b0 + a + g, w + kw] for the band's rows.
+
+    One row of ``cols`` per ``(g, kw, c)``; each is ``r`` shifted copies of
+    input rows, written with unit stride.
+    """
+    C, H = x.shape[1], x.shape[2]
+    for k in prange(G * KW * C):
+        g = k // (KW * C)
+        kw = (k // C) % KW
+        c = k % C
+        for a in range(r):
+            dst = cols[k, a * W_out : (a + 1) * W_out]
+            hh = b0 + a + g - pad
+            if hh < 0 or hh >= H:
+                dst[:] = 0.0
+            else:
+                _copy_shifted(x[n, c, hh], dst, kw - pad)
 
 
 @njit(parallel=True)
-def _add_rows(P, out, bias, n, G, KHo, h_lo, h_hi, b0, r, acc):
+def _add_rows(P, out, bias, n, G, KHo, h_lo, h_hi, b0, r):
     """Add the band's products into the output rows they belong to.
 
-    ``P[(a, w), (j, f)]`` is the contribution of anchor row ``b0 + a`` to output
-    row ``b0 + a - j * G``. A row collects its pieces in a slot of the ring
-    ``acc`` (they may come from two bands) and is written to ``out`` with the
-    bias once its last anchor row has been seen.
+    ``P[(j, f), (a, w)]`` is the contribution of anchor row ``b0 + a`` to
+    output row ``b0 + a - j * G``. The band that holds a row's first anchor
+    writes ``bias + pieces``; a later band adds its pieces to what is there.
     """
     F, H_out, W_out = out.shape[1], out.shape[2], out.shape[3]
-    RA = acc.shape[0]
     i_lo = max(0, b0 - (KHo - 1) * G)
     i_hi = min(H_out, b0 + r)
-    for i in prange(i_lo, i_hi):
+    for t in prange((i_hi - i_lo) * F):
+        i = i_lo + t // F
+        f = t % F
         j_first = max(0, -((i - h_lo) // G))
         j_last = min(KHo - 1, (h_hi - 1 - i) // G)
-        slot = acc[i % RA]
+        row = out[n, f, i]
+        if b0 <= i + j_first * G < b0 + r:
+            row[:] = bias[f]
         for j in range(j_first, j_last + 1):
-            h = i + j * G
-            if h < b0 or h >= b0 + r:
-                continue
-            a = h - b0
-            if j == j_first:
-                for w in range(W_out):
-                    for f in range(F):
-                        slot[w * F + f] = P[a * W_out + w, j * F + f]
-            else:
-                for w in range(W_out):
-                    for f in range(F):
-                        slot[w * F + f] += P[a * W_out + w, j * F + f]
-            if j == j_last:
-                for f in range(F):
-                    bf = bias[f]
-                    for w in range(W_out):
-                        out[n, f, i, w] = slot[w * F + f] + bf
+            a = i + j * G - b0
+            if 0 <= a < r:
+                row += P[j * F + f, a * W_out : (a + 1) * W_out]
 
 
-@njit
-def _pack_dout_row(dout, n, G, KHo, h, a, S):
-    """S[(a, w), (j, f)] = dout[n, f, h - j * G, w] (0 outside the output)."""
+@njit(parallel=True)
+def _pack_dout(dout, n, G, KHo, b0, r, S):
+    """S[(j, f), (a, w)] = dout[n, f, b0 + a - j * G, w] (0 outside the output)."""
     F, H_out, W_out = dout.shape[1], dout.shape[2], dout.shape[3]
-    for j in range(KHo):
-        i = h - j * G
-        if i < 0 or i >= H_out:
-            for w in range(W_out):
-                for f in range(F):
-                    S[a * W_out + w, j * F + f] = 0.0
-        else:
-            for w in range(W_out):
-                for f in range(F):
-                    S[a * W_out + w, j * F + f] = dout[n, f, i, w]
+    for t in prange(KHo * F):
+        j = t // F
+        f = t % F
+        for a in range(r):
+            i = b0 + a - j * G
+            dst = S[t, a * W_out : (a + 1) * W_out]
+            if i < 0 or i >= H_out:
+                dst[:] = 0.0
+            else:
+                dst[:] = dout[n, f, i]
 
 
 @njit(parallel=True)
-def _pack_backward(x, dout, n, pad, KW, G, KHo, b0, r, cols, S, rowbuf):
-    """Columns of ``x`` and shifted copies of ``dout`` for anchor rows ``b0..``."""
-    for a in prange(r):
-        _pack_row(x, n, pad, KW, G, b0 + a, a, cols, rowbuf[a])
-        _pack_dout_row(dout, n, G, KHo, b0 + a, a, S)
+def _fold_rows(dcols, dx, n, pad, KW, b0, r, W_out):
+    """dx[n, c, b0 + a - pad, :] = sum over kw of the shifted rows of ``dcols``.
 
-
-@njit(parallel=True)
-def _fold_rows(dcols, dx, n, pad, KW, b0, r, rowbuf):
-    """dx[n, c, b0 + a - pad, :] = sum over kw of the columns of row a (G = 1)."""
+    The adjoint of :func:`_pack_cols` for ``G = 1``, whose anchor rows are
+    real input rows: every row of ``dx`` belongs to exactly one band.
+    """
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
-    W_out = W + 2 * pad - KW + 1
-    L = KW * C
-    for a in prange(r):
+    for t in prange(C * r):
+        c = t // r
+        a = t % r
         hh = b0 + a - pad
         if hh < 0 or hh >= H:
             continue
-        buf = rowbuf[a]
-        buf[:] = 0.0
-        for w in range(W_out):
-            for k in range(L):
-                buf[w * C + k] += dcols[a * W_out + w, k]
-        for c in range(C):
-            for w in range(W):
-                dx[n, c, hh, w] = buf[(w + pad) * C + c]
+        row = dx[n, c, hh]
+        row[:] = 0.0
+        for kw in range(KW):
+            src = dcols[kw * C + c, a * W_out : (a + 1) * W_out]
+            # output column w reads input column w + kw - pad
+            shift = kw - pad
+            lo = max(0, -shift)
+            hi = min(W_out, W - shift)
+            for w in range(lo, hi):
+                row[w + shift] += src[w]
 
 
 # --------------------------------------------------------------------------
@@ -244,24 +233,30 @@ def _group(C, KH, KW, pad, need_dx):
     return 1
 
 
-def _band_rows(W_out, width, itemsize, n_anchor):
-    return int(max(1, min(n_anchor, BAND_BYTES // (W_out * width * itemsize))))
+def _band_rows(W_out, height, itemsize, n_anchor):
+    """Anchor rows per band: a ``(height, rows * W_out)`` buffer of BAND_BYTES."""
+    return int(max(1, min(n_anchor, BAND_BYTES // (W_out * height * itemsize))))
+
+
+def _band(name, rows, m, dtype):
+    """A ``(rows, m)`` C-contiguous workspace, so that BLAS reads it with no copy."""
+    return _workspace(name, (rows * m,), dtype).reshape(rows, m)
 
 
 def _regroup_weight(weight, G):
-    """wk[(g, kw, c), (j, f)] = weight[f, c, j * G + g, kw]."""
+    """wk[(j, f), (g, kw, c)] = weight[f, c, j * G + g, kw]."""
     F, C, KH, KW = weight.shape
     w5 = weight.reshape(F, C, KH // G, G, KW)
-    return np.ascontiguousarray(w5.transpose(3, 4, 1, 2, 0)).reshape(
-        G * KW * C, (KH // G) * F
+    return np.ascontiguousarray(w5.transpose(2, 0, 3, 4, 1)).reshape(
+        (KH // G) * F, G * KW * C
     )
 
 
 def _ungroup_weight(wk, shape, G):
     """The inverse of :func:`_regroup_weight`."""
     F, C, KH, KW = shape
-    w5 = wk.reshape(G, KW, C, KH // G, F)
-    return np.ascontiguousarray(w5.transpose(4, 2, 3, 0, 1)).reshape(shape)
+    w5 = wk.reshape(KH // G, F, G, KW, C)
+    return np.ascontiguousarray(w5.transpose(1, 4, 0, 2, 3)).reshape(shape)
 
 
 def _anchors(G, pad, H, H_out):
@@ -282,12 +277,8 @@ def _forward(x, weight, bias, pad, out):
     KHo = KH // G
     wk = _regroup_weight(weight, G)
     h_lo, h_hi = _anchors(G, pad, H, H_out)
-    K, Nc = wk.shape
+    Nc, K = wk.shape
     R = _band_rows(W_out, max(K, Nc), dtype.itemsize, h_hi - h_lo)
-    cols = _workspace("cols", (R * W_out, K), dtype)
-    prod = _workspace("prod", (R * W_out, Nc), dtype)
-    acc = _workspace("acc", (R + (KHo - 1) * G, W_out * F), dtype)
-    rowbuf = _workspace("rowbuf", (R, (W + 2 * pad) * C), dtype)
     # rows whose every window lies in the padding only get the bias
     for i in range(H_out):
         if i + KH - 1 < h_lo or i >= h_hi:
@@ -296,9 +287,11 @@ def _forward(x, weight, bias, pad, out):
         for b0 in range(h_lo, h_hi, R):
             r = min(R, h_hi - b0)
             m = r * W_out
-            _pack_cols(x, n, pad, KW, G, b0, r, cols, rowbuf)
-            np.matmul(cols[:m], wk, out=prod[:m])
-            _add_rows(prod, out, bias, n, G, KHo, h_lo, h_hi, b0, r, acc)
+            cols = _band("cols", K, m, dtype)
+            prod = _band("prod", Nc, m, dtype)
+            _pack_cols(x, n, pad, KW, G, b0, r, W_out, cols)
+            np.matmul(wk, cols, out=prod)
+            _add_rows(prod, out, bias, n, G, KHo, h_lo, h_hi, b0, r)
     return out
 
 
@@ -410,24 +403,23 @@ def conv2d_backward(dout, x, weight, padding, need_dx=True):
     G = _group(C, KH, KW, padding, need_dx)
     KHo = KH // G
     wk = _regroup_weight(weight, G)
-    K, Nc = wk.shape
+    Nc, K = wk.shape
     h_lo, h_hi = _anchors(G, padding, H, H_out)
     R = _band_rows(W_out, max(K, Nc), dtype.itemsize, h_hi - h_lo)
-    cols = _workspace("cols", (R * W_out, K), dtype)
-    S = _workspace("prod", (R * W_out, Nc), dtype)
-    rowbuf = _workspace("rowbuf", (R, (W + 2 * padding) * C), dtype)
-    if need_dx:
-        dcols = _workspace("dcols", (R * W_out, K), dtype)
-    dwk = np.zeros((K, Nc), dtype=dtype)
-    tmp = np.empty((K, Nc), dtype=dtype)
+    dwk = np.zeros((Nc, K), dtype=dtype)
+    tmp = np.empty((Nc, K), dtype=dtype)
     for n in range(N):
         for b0 in range(h_lo, h_hi, R):
             r = min(R, h_hi - b0)
             m = r * W_out
-            _pack_backward(x, dout, n, padding, KW, G, KHo, b0, r, cols, S, rowbuf)
-            np.matmul(cols[:m].T, S[:m], out=tmp)
+            cols = _band("cols", K, m, dtype)
+            S = _band("prod", Nc, m, dtype)
+            _pack_cols(x, n, padding, KW, G, b0, r, W_out, cols)
+            _pack_dout(dout, n, G, KHo, b0, r, S)
+            np.matmul(S, cols.T, out=tmp)
             dwk += tmp
             if need_dx:
-                np.matmul(S[:m], wk.T, out=dcols[:m])
-                _fold_rows(dcols, dx, n, padding, KW, b0, r, rowbuf)
+                dcols = _band("dcols", K, m, dtype)
+                np.matmul(wk.T, S, out=dcols)
+                _fold_rows(dcols, dx, n, padding, KW, b0, r, W_out)
     return dx, _ungroup_weight(dwk, weight.shape, G), dbias
