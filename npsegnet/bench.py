@@ -969,6 +969,10 @@ def measure_model(framework: str, spec: RowSpec, warmup: int, repeat: int) -> di
     if framework == "pytorch":
         warm = _torch_step(torch, model_name, mode, small, rng, small=True)
     else:
+        from npsegnet.config import keep_freed_memory
+
+        # as npsegnet.train.train does: freed activations stay mapped
+        keep_freed_memory()
         warm = _npsegnet_step(model_name, mode, small, rng, small=True)
     warm()
     del warm

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import keep_freed_memory
 from .evaluate import (
     LRN_PARAMS,
     SYNTHETIC_SEEDS,
@@ -766,6 +767,7 @@ def train(config: TrainConfig | None = None, callback=None, log=print) -> list[d
         checkpoint is written.
     """
     cfg = TrainConfig() if config is None else config
+    keep_freed_memory()
     previous_threads = set_threads(cfg.threads)
     try:
         run = _Run(cfg, callback=callback, log=log)

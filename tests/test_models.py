@@ -261,9 +261,11 @@ def test_backward_accumulates_and_input_grad_switch(rng):
     dout = images(rng, (1, 3, 16, 16))
     model.forward(x)
     assert model.input_grad is False
-    assert model.backward(dout) is None  # the image's gradient is skipped
+    assert model.backward(dout, retain_cache=True) is None  # no image gradient
     once = {k: g.copy() for k, g in model.grads.items()}
     model.backward(dout)
+    with pytest.raises(RuntimeError, match="retain_cache=True"):
+        model.backward(dout)  # the second backward freed the saved maps
     for k, g in model.grads.items():
         np.testing.assert_allclose(g, 2 * once[k], rtol=1e-5, atol=1e-6)
     model.zero_grad()

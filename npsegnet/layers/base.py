@@ -67,6 +67,18 @@ class Module:
         for _, child in self.named_children():
             yield from child.modules()
 
+    def clear_cache(self) -> None:
+        """Drop what :meth:`forward` saved for :meth:`backward`, here and below.
+
+        The saved inputs, outputs and pooling indices of a SegNet at 360x480
+        are over a gigabyte; a model frees each stage's as soon as its
+        backward pass has used them (see ``EncoderDecoder.backward``).
+        """
+        for module in self.modules():
+            for attr in ("_cache", "cache"):
+                if getattr(module, attr, None) is not None:
+                    setattr(module, attr, None)
+
     def _collect(self, attr: str) -> dict[str, np.ndarray]:
         own = getattr(self, attr)
         children = self.named_children()

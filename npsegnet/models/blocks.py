@@ -328,7 +328,9 @@ class EncoderDecoder(Module):
         self._logits_shape = logits.shape
         return logits
 
-    def backward(self, dlogits: np.ndarray) -> np.ndarray | None:
+    def backward(
+        self, dlogits: np.ndarray, retain_cache: bool = False
+    ) -> np.ndarray | None:
         """Back-propagate ``dlogits``, accumulating into :attr:`grads`.
 
         Parameters
@@ -336,6 +338,12 @@ class EncoderDecoder(Module):
         dlogits : ndarray of shape (N, num_classes, H, W)
             Gradient of the loss with respect to the last :meth:`forward`'s
             output.
+        retain_cache : bool
+            Keep what the forward pass saved, so that ``backward`` may run
+            again on the same forward (PyTorch's ``retain_graph``). By
+            default each stage frees its saved maps as soon as its backward
+            pass is done, which lowers the peak memory of a training step:
+            the next forward then starts with none of the old maps alive.
 
         Returns
         -------
@@ -343,7 +351,11 @@ class EncoderDecoder(Module):
             The input gradient when :attr:`input_grad` is set, else ``None``.
         """
         if self._logits_shape is None:
-            raise RuntimeError("backward() called before forward()")
+            raise RuntimeError(
+                "backward() called before forward(), or a second time after the "
+                "first freed the forward's saved maps (pass retain_cache=True to "
+                "back-propagate twice)"
+            )
         dlogits = check_float_array(dlogits, "dlogits", ndim=4, dtype=self.dtype)
         if dlogits.shape != self._logits_shape:
             raise ValueError(
@@ -351,12 +363,15 @@ class EncoderDecoder(Module):
                 f"{self._logits_shape}"
             )
         d = dlogits
-        if self.head is not None:
-            d = self.head.backward(d)
-        for stage in reversed(self.decoders):
-            d = stage.backward(d)
-        for stage in reversed(self.encoders):
-            d = stage.backward(d)
+        del dlogits  # the loss's buffer can go as soon as the head is done
+        modules = [self.head] if self.head is not None else []
+        modules += list(reversed(self.decoders)) + list(reversed(self.encoders))
+        for module in modules:
+            d = module.backward(d)
+            if not retain_cache:
+                module.clear_cache()
+        if not retain_cache:
+            self._logits_shape = None
         return d
 
     # -- weights files ------------------------------------------------------
