@@ -333,3 +333,30 @@ def test_bad_input_kernels():
         K.batchnorm2d_forward_eval(x, ones, ones, ones, ones, -1.0)
     with pytest.raises(ValueError, match="must not be empty"):
         K.batchnorm2d_forward_train(x[:0], ones, ones, 1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_mask_rebuilt_from_x_equals_the_kept_output(rng, dtype):
+    # BatchNorm2D(relu=True) keeps the bias, not its output map, and the
+    # backward rebuilds the ReLU mask from x: it must be the forward's mask bit
+    # for bit, in the kernels (same arithmetic) and the reference alike.
+    x = rng.standard_normal((2, 5, 7, 9)).astype(dtype)
+    w, b = affine(rng, 5, dtype)
+    b[0] = 0.0  # a channel whose mask boundary is the mean itself
+    dout = rng.standard_normal(x.shape).astype(dtype)
+    for M in (K, R):
+        out, mean, _, inv_std = M.batchnorm2d_forward_train(x, w, b, 1e-5, True)
+        kept = M.batchnorm2d_backward(dout, x, mean, inv_std, w, out)
+        rebuilt = M.batchnorm2d_backward(dout, x, mean, inv_std, w, relu_bias=b)
+        for a, e in zip(rebuilt, kept, strict=True):
+            np.testing.assert_array_equal(a, e)
+    with pytest.raises(ValueError, match="not both"):
+        K.batchnorm2d_backward(dout, x, mean, inv_std, w, out, relu_bias=b)
+
+
+def test_fused_layer_does_not_keep_its_output(rng):
+    layer = BatchNorm2D(3, relu=True)
+    out = layer(rng.standard_normal((2, 3, 4, 4)).astype(np.float32))
+    assert layer._cache.out is None and layer._cache.relu_bias is not None
+    assert not np.shares_memory(layer._cache.relu_bias, layer.params["bias"])
+    assert out.min() >= 0

@@ -165,22 +165,39 @@ def _bn_affine(x, mean, scale, bias, relu, out):
                     orow[i] = (xr[i] - m) * s + b
 
 
+# How the backward passes find the ReLU mask of a fused BN + ReLU forward.
+_NO_MASK, _MASK_FROM_OUT, _MASK_FROM_X = 0, 1, 2
+
+
+@njit
+def _mask_row(xr, orow, m, s, b, mode, keep):
+    """keep[i] = whether the ReLU passed element i (see ``_MASK_*``)."""
+    zero = xr.dtype.type(0)
+    if mode == _MASK_FROM_OUT:
+        for i in range(xr.shape[0]):
+            keep[i] = orow[i] > zero
+    elif mode == _MASK_FROM_X:
+        # the forward's own arithmetic (_bn_affine), so the mask is exact
+        for i in range(xr.shape[0]):
+            keep[i] = (xr[i] - m) * s + b > zero
+
+
 @njit(parallel=True)
-def _bn_bwd_sums(dout, x, mean, out, use_mask, sum_g, sum_gx):
+def _bn_bwd_sums(dout, x, mean, out, scale, shift, mode, sum_g, sum_gx):
     """sum(g) and sum(g * (x - mean)) per channel in float64, g = dout masked."""
     N, C, L = x.shape
-    zero = x.dtype.type(0)
     for c in prange(C):
         m = mean[c]
         s = 0.0
         t = 0.0
+        keep = np.empty(L, np.bool_)
         for n in range(N):
-            if use_mask:
+            if mode != _NO_MASK:
                 gr = dout[n, c]
                 xr = x[n, c]
-                orow = out[n, c]
+                _mask_row(xr, out[n, c], m, scale[c], shift[c], mode, keep)
                 for i in range(L):
-                    if orow[i] > zero:
+                    if keep[i]:
                         s += np.float64(gr[i])
                         t += np.float64(gr[i] * (xr[i] - m))
             else:
@@ -192,8 +209,8 @@ def _bn_bwd_sums(dout, x, mean, out, use_mask, sum_g, sum_gx):
 
 
 @njit(parallel=True)
-def _bn_bwd_write(dout, x, mean, a, b, c0, out, use_mask, dx):
-    """dx = a * g + b * (x - mean) + c0 per channel, g = dout masked by out > 0."""
+def _bn_bwd_write(dout, x, mean, a, b, c0, out, scale, shift, mode, dx):
+    """dx = a * g + b * (x - mean) + c0 per channel, g = dout masked."""
     N, C, L = x.shape
     zero = dx.dtype.type(0)
     for c in prange(C):
@@ -201,14 +218,15 @@ def _bn_bwd_write(dout, x, mean, a, b, c0, out, use_mask, dx):
         ac = a[c]
         bc = b[c]
         cc = c0[c]
+        keep = np.empty(L, np.bool_)
         for n in range(N):
             gr = dout[n, c]
             xr = x[n, c]
             dr = dx[n, c]
-            if use_mask:
-                orow = out[n, c]
+            if mode != _NO_MASK:
+                _mask_row(xr, out[n, c], m, scale[c], shift[c], mode, keep)
                 for i in range(L):
-                    g = gr[i] if orow[i] > zero else zero
+                    g = gr[i] if keep[i] else zero
                     dr[i] = ac * g + bc * (xr[i] - m) + cc
             else:
                 for i in range(L):
@@ -287,7 +305,7 @@ def batchnorm2d_forward_train(x, weight, bias, eps, relu=False):
     inv_std64 = 1.0 / np.sqrt(var64 + eps)
     dt = x.dtype
     mean, var, inv_std = mean64.astype(dt), var64.astype(dt), inv_std64.astype(dt)
-    scale = (weight.astype(np.float64) * inv_std64).astype(dt)
+    scale = _affine_scale(weight, inv_std)
     out = np.empty_like(x)
     _bn_affine(_flat(x), mean, scale, bias, bool(relu), _flat(out))
     return out, mean, var, inv_std
@@ -325,15 +343,39 @@ def batchnorm2d_forward_eval(
     return out
 
 
-def _backward(dout, x, mean, inv_std64, weight, out, batch_stats):
-    """Shared body of the train- and eval-mode backward passes."""
-    use_mask = out is not None
-    mask_src = _flat(out) if use_mask else np.zeros((1, 1, 1), x.dtype)
+def _affine_scale(weight, inv_std):
+    """weight * inv_std per channel, as the training-mode forward applies it.
+
+    Computed from ``inv_std`` in the data's dtype (the value the forward
+    returns), so that a backward pass can rebuild the forward's ReLU mask
+    bit for bit from ``x`` (``relu_bias``).
+    """
+    return (weight.astype(np.float64) * inv_std.astype(np.float64)).astype(
+        inv_std.dtype
+    )
+
+
+def _backward(dout, x, mean, inv_std64, weight, out, batch_stats, relu=None):
+    """Shared body of the train- and eval-mode backward passes.
+
+    The ReLU mask comes from ``out > 0`` when ``out`` is given, else from
+    ``(x - mean) * scale + shift > 0`` when ``relu = (scale, shift)``.
+    """
     C = x.shape[1]
+    dummy_map = np.zeros((1, 1, 1), x.dtype)
+    scale = shift = np.zeros(C, x.dtype)
+    if out is not None:
+        mode, mask_src = _MASK_FROM_OUT, _flat(out)
+    elif relu is not None:
+        mode, mask_src = _MASK_FROM_X, dummy_map
+        scale, shift = relu
+    else:
+        mode, mask_src = _NO_MASK, dummy_map
     M = x.shape[0] * x.shape[2] * x.shape[3]
     sum_g = np.empty(C, np.float64)
     sum_gx = np.empty(C, np.float64)
-    _bn_bwd_sums(_flat(dout), _flat(x), mean, mask_src, use_mask, sum_g, sum_gx)
+    args = (mask_src, scale, shift, mode)
+    _bn_bwd_sums(_flat(dout), _flat(x), mean, *args, sum_g, sum_gx)
     dbias = sum_g
     dweight = sum_gx * inv_std64
     a = weight.astype(np.float64) * inv_std64
@@ -352,14 +394,13 @@ def _backward(dout, x, mean, inv_std64, weight, out, batch_stats):
         a.astype(dt),
         b.astype(dt),
         c0.astype(dt),
-        mask_src,
-        use_mask,
+        *args,
         _flat(dx),
     )
     return dx, dweight.astype(dt), dbias.astype(dt)
 
 
-def batchnorm2d_backward(dout, x, mean, inv_std, weight, out=None):
+def batchnorm2d_backward(dout, x, mean, inv_std, weight, out=None, relu_bias=None):
     """Gradients of the training-mode forward pass.
 
     Parameters
@@ -374,6 +415,10 @@ def batchnorm2d_backward(dout, x, mean, inv_std, weight, out=None):
     out : ndarray of shape (N, C, H, W), optional
         The output of a fused BN + ReLU forward; ``dout`` is zeroed where
         ``out <= 0`` (ReLU'(0) = 0).
+    relu_bias : ndarray of shape (C,), optional
+        Instead of ``out``: the ``bias`` of a fused BN + ReLU forward. The
+        mask is then rebuilt from ``x`` with the forward's arithmetic, so a
+        layer need not keep its output alive until the backward pass.
 
     Returns
     -------
@@ -386,9 +431,16 @@ def batchnorm2d_backward(dout, x, mean, inv_std, weight, out=None):
     mean = _check_vector(mean, "mean", C, x.dtype)
     inv_std = _check_vector(inv_std, "inv_std", C, x.dtype)
     weight = _check_vector(weight, "weight", C, x.dtype)
+    relu = None
     if out is not None:
+        if relu_bias is not None:
+            raise ValueError("give out or relu_bias for the ReLU mask, not both")
         out = _check_like(out, "out", x)
-    return _backward(dout, x, mean, inv_std.astype(np.float64), weight, out, True)
+    elif relu_bias is not None:
+        relu_bias = _check_vector(relu_bias, "relu_bias", C, x.dtype)
+        relu = (_affine_scale(weight, inv_std), relu_bias)
+    inv_std64 = inv_std.astype(np.float64)
+    return _backward(dout, x, mean, inv_std64, weight, out, True, relu)
 
 
 def batchnorm2d_backward_eval(

@@ -22,7 +22,8 @@ class _BNCache(NamedTuple):
     mean: np.ndarray  # batch mean (train) or a copy of running_mean (eval)
     inv_std: np.ndarray | None  # train only
     running_var: np.ndarray | None  # eval only: a copy, as used in forward
-    out: np.ndarray | None  # the output, kept only with the fused ReLU
+    out: np.ndarray | None  # eval mode with the fused ReLU: the output (mask)
+    relu_bias: np.ndarray | None  # train mode with the fused ReLU: the bias
     training: bool
 
 
@@ -173,13 +174,15 @@ class BatchNorm2D(Module):
                 x, w, b, self.eps, self.relu
             )
             self._update_running(mean, var, M)
+            # with ReLU, keep the bias (C numbers) rather than the output (a
+            # whole map): backward rebuilds the mask from x
             self._cache = _BNCache(
-                x, mean, inv_std, None, out if self.relu else None, True
+                x, mean, inv_std, None, None, b.copy() if self.relu else None, True
             )
         else:
             out = batchnorm2d_forward_eval(x, w, b, rm, rv, self.eps, self.relu)
             self._cache = _BNCache(
-                x, rm.copy(), None, rv.copy(), out if self.relu else None, False
+                x, rm.copy(), None, rv.copy(), out if self.relu else None, None, False
             )
         return out
 
@@ -212,7 +215,7 @@ class BatchNorm2D(Module):
         w = self._params["weight"]
         if cache.training:
             dx, dweight, dbias = batchnorm2d_backward(
-                dout, cache.x, cache.mean, cache.inv_std, w, cache.out
+                dout, cache.x, cache.mean, cache.inv_std, w, relu_bias=cache.relu_bias
             )
         else:
             dx, dweight, dbias = batchnorm2d_backward_eval(

@@ -94,7 +94,7 @@ def batchnorm2d_forward_eval(
     return out.astype(x.dtype, copy=False)
 
 
-def batchnorm2d_backward(dout, x, mean, inv_std, weight, out=None):
+def batchnorm2d_backward(dout, x, mean, inv_std, weight, out=None, relu_bias=None):
     """Gradients of the training-mode forward pass.
 
     Parameters
@@ -109,6 +109,9 @@ def batchnorm2d_backward(dout, x, mean, inv_std, weight, out=None):
     out : ndarray of shape (N, C, H, W), optional
         The forward output of a fused BN + ReLU; ``dout`` is then zeroed where
         ``out <= 0`` first (ReLU'(0) = 0).
+    relu_bias : ndarray of shape (C,), optional
+        Instead of ``out``: the forward's ``bias``; the ReLU mask is rebuilt
+        from ``x`` (``weight * x_hat + bias > 0``).
 
     Returns
     -------
@@ -126,6 +129,9 @@ def batchnorm2d_backward(dout, x, mean, inv_std, weight, out=None):
     every ``x`` of the channel (Ioffe & Szegedy 2015, §3, the chain rule below
     Algorithm 1).
     """
+    if out is None and relu_bias is not None:
+        x_hat = (x - _channel(mean)) * _channel(inv_std)
+        out = _channel(weight) * x_hat + _channel(relu_bias)
     g = dout if out is None else np.where(out > 0, dout, 0).astype(dout.dtype)
     M = x.shape[0] * x.shape[2] * x.shape[3]
     g64 = g.astype(np.float64)
