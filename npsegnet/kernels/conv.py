@@ -161,14 +161,15 @@ def _fold_rows(dcols, dx, n, pad, KW, b0, r, W_out):
             continue
         row = dx[n, c, hh]
         row[:] = 0.0
+        base = a * W_out
         for kw in range(KW):
-            src = dcols[kw * C + c, a * W_out : (a + 1) * W_out]
-            # output column w reads input column w + kw - pad
+            # output column w reads input column w + kw - pad; as whole-slice
+            # adds the loop vectorises (index by index it ran at half speed)
             shift = kw - pad
             lo = max(0, -shift)
             hi = min(W_out, W - shift)
-            for w in range(lo, hi):
-                row[w + shift] += src[w]
+            if hi > lo:  # (a negative slice bound would wrap around)
+                row[lo + shift : hi + shift] += dcols[kw * C + c, base + lo : base + hi]
 
 
 # --------------------------------------------------------------------------
