@@ -235,8 +235,15 @@ def _group(C, KH, KW, pad, need_dx):
 
 
 def _band_rows(W_out, height, itemsize, n_anchor):
-    """Anchor rows per band: a ``(height, rows * W_out)`` buffer of BAND_BYTES."""
-    return int(max(1, min(n_anchor, BAND_BYTES // (W_out * height * itemsize))))
+    """Anchor rows per band: a ``(height, rows * W_out)`` buffer of BAND_BYTES.
+
+    The rows are then spread evenly over the bands that takes (90 rows in
+    bands of at most 39 become 30 + 30 + 30, not 39 + 39 + 12), so no band is
+    a short GEMM.
+    """
+    most = int(max(1, min(n_anchor, BAND_BYTES // (W_out * height * itemsize))))
+    bands = -(-n_anchor // most)
+    return -(-n_anchor // bands)
 
 
 def _band(name, rows, m, dtype):
