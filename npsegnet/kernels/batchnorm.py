@@ -170,16 +170,19 @@ _NO_MASK, _MASK_FROM_OUT, _MASK_FROM_X = 0, 1, 2
 
 
 @njit
-def _mask_row(xr, orow, m, s, b, mode, keep):
-    """keep[i] = whether the ReLU passed element i (see ``_MASK_*``)."""
-    zero = xr.dtype.type(0)
+def _masked_row(gr, xr, orow, m, s, b, mode, g):
+    """g[i] = gr[i] where the forward's ReLU passed element i, else 0.
+
+    ``mode`` says where the mask comes from (see ``_MASK_*``).
+    """
+    zero = gr.dtype.type(0)
     if mode == _MASK_FROM_OUT:
-        for i in range(xr.shape[0]):
-            keep[i] = orow[i] > zero
-    elif mode == _MASK_FROM_X:
+        for i in range(gr.shape[0]):
+            g[i] = gr[i] if orow[i] > zero else zero
+    else:
         # the forward's own arithmetic (_bn_affine), so the mask is exact
-        for i in range(xr.shape[0]):
-            keep[i] = (xr[i] - m) * s + b > zero
+        for i in range(gr.shape[0]):
+            g[i] = gr[i] if (xr[i] - m) * s + b > zero else zero
 
 
 @njit(parallel=True)
@@ -190,20 +193,19 @@ def _bn_bwd_sums(dout, x, mean, out, scale, shift, mode, sum_g, sum_gx):
         m = mean[c]
         s = 0.0
         t = 0.0
-        keep = np.empty(L, np.bool_)
+        # the masked gradient of one row, so that the sums run through the
+        # same blocked, eight-chain loop as the unmasked ones
+        g = np.empty(L if mode != _NO_MASK else 0, x.dtype)
         for n in range(N):
             if mode != _NO_MASK:
-                gr = dout[n, c]
-                xr = x[n, c]
-                _mask_row(xr, out[n, c], m, scale[c], shift[c], mode, keep)
-                for i in range(L):
-                    if keep[i]:
-                        s += np.float64(gr[i])
-                        t += np.float64(gr[i] * (xr[i] - m))
+                _masked_row(
+                    dout[n, c], x[n, c], out[n, c], m, scale[c], shift[c], mode, g
+                )
+                sn, tn = _dot_sums(g, x[n, c], m)
             else:
                 sn, tn = _dot_sums(dout[n, c], x[n, c], m)
-                s += sn
-                t += tn
+            s += sn
+            t += tn
         sum_g[c] = s
         sum_gx[c] = t
 
@@ -212,25 +214,21 @@ def _bn_bwd_sums(dout, x, mean, out, scale, shift, mode, sum_g, sum_gx):
 def _bn_bwd_write(dout, x, mean, a, b, c0, out, scale, shift, mode, dx):
     """dx = a * g + b * (x - mean) + c0 per channel, g = dout masked."""
     N, C, L = x.shape
-    zero = dx.dtype.type(0)
     for c in prange(C):
         m = mean[c]
         ac = a[c]
         bc = b[c]
         cc = c0[c]
-        keep = np.empty(L, np.bool_)
+        g = np.empty(L if mode != _NO_MASK else 0, x.dtype)
         for n in range(N):
             gr = dout[n, c]
             xr = x[n, c]
-            dr = dx[n, c]
             if mode != _NO_MASK:
-                _mask_row(xr, out[n, c], m, scale[c], shift[c], mode, keep)
-                for i in range(L):
-                    g = gr[i] if keep[i] else zero
-                    dr[i] = ac * g + bc * (xr[i] - m) + cc
-            else:
-                for i in range(L):
-                    dr[i] = ac * gr[i] + bc * (xr[i] - m) + cc
+                _masked_row(gr, xr, out[n, c], m, scale[c], shift[c], mode, g)
+                gr = g
+            dr = dx[n, c]
+            for i in range(L):
+                dr[i] = ac * gr[i] + bc * (xr[i] - m) + cc
 
 
 # -- checks -------------------------------------------------------------------
