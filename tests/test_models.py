@@ -498,3 +498,26 @@ def test_load_errors_are_clear(tmp_path):
     np.savez(tmp_path / "pickled.npz", a=np.array([{"x": 1}], dtype=object))
     with pytest.raises(ValueError, match="not an npsegnet weights file"):
         load_model(tmp_path / "pickled.npz")
+
+
+def test_backward_frees_the_saved_maps_unless_retained(rng):
+    model = small_basic()
+    x = images(rng, (1, 2, 16, 16))
+    dout = images(rng, (1, 3, 16, 16))
+
+    def saved():
+        return [
+            m
+            for m in model.modules()
+            if getattr(m, "_cache", None) is not None
+            or getattr(m, "cache", None) is not None
+        ]
+
+    model.forward(x)
+    assert len(saved()) > 10  # every conv, bn, pool and unpool
+    model.backward(dout, retain_cache=True)
+    assert len(saved()) > 10
+    model.backward(dout)
+    assert saved() == []
+    model.clear_cache()  # idempotent
+    assert saved() == []

@@ -191,3 +191,19 @@ def test_segnet_trains_too(tmp_path):
     config = load_checkpoint(tmp_path / "latest.npz")["config"]
     assert config["model_kwargs"]["channels"] == [2, 2, 3, 3, 3]
     assert config["lr"] == 0.05
+
+
+def test_training_keeps_freed_memory_mapped(tmp_path, monkeypatch):
+    import npsegnet.train as T
+    from npsegnet.config import keep_freed_memory
+
+    calls = []
+    monkeypatch.setattr(T, "keep_freed_memory", lambda: calls.append(1) or True)
+    train(tiny(tmp_path, epochs=1, validate=False), log=quiet)
+    assert calls == [1]
+    # the real setting: glibc accepts it (and it may be applied twice)
+    import platform
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert keep_freed_memory() is True
+        assert keep_freed_memory() is True
