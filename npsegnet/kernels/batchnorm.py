@@ -33,7 +33,7 @@ from ..config import njit
 BLOCK = 256
 
 
-@njit
+@njit(reduction=True)
 def _shifted_sums(row, pivot):
     """sum(row - pivot) and sum((row - pivot)**2) of a 1-d array, in float64."""
     L = row.shape[0]
@@ -79,7 +79,7 @@ def _shifted_sums(row, pivot):
     return s, q
 
 
-@njit
+@njit(reduction=True)
 def _dot_sums(g, x, m):
     """sum(g) and sum(g * (x - m)) of two 1-d arrays, in float64."""
     L = g.shape[0]
