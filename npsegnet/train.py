@@ -108,7 +108,9 @@ class TrainConfig:
         model's Caffe LRN on 0..255 pixels) and ``"meanstd"`` on synthetic data.
     recompute_bn : bool
         Recompute batch-norm running statistics over the training set before
-        each evaluation.
+        each evaluation, and after the last epoch (so that the exported
+        weights carry them). Without validation the epochs in between skip
+        it: it costs a forward pass over the training set.
     validate : bool
         Evaluate on the validation split after every epoch.
     num_images, val_images : int
@@ -586,7 +588,7 @@ class _Run:
             "seconds": partial["seconds"],
             "images_per_second": partial["images"] / max(partial["seconds"], 1e-9),
         }
-        if cfg.recompute_bn:
+        if cfg.recompute_bn and (self.val_set is not None or epoch >= cfg.epochs):
             recompute_bn_statistics(
                 self.model, self.train_set, self.transform, cfg.batch_size, cfg.progress
             )

@@ -207,3 +207,23 @@ def test_training_keeps_freed_memory_mapped(tmp_path, monkeypatch):
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert keep_freed_memory() is True
         assert keep_freed_memory() is True
+
+
+def test_without_validation_bn_is_recomputed_after_the_last_epoch_only(
+    tmp_path, monkeypatch
+):
+    import npsegnet.train as T
+
+    calls = []
+    real = T.recompute_bn_statistics
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(T, "recompute_bn_statistics", counting)
+    train(tiny(tmp_path / "noval", epochs=3, validate=False), log=quiet)
+    assert len(calls) == 1  # a forward pass over the training set, once
+    calls.clear()
+    train(tiny(tmp_path / "val", epochs=2), log=quiet)
+    assert len(calls) == 2  # before each validation
