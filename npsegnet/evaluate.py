@@ -177,7 +177,9 @@ def predict_labels(model, x: np.ndarray, transform) -> np.ndarray:
     -------
     ndarray of shape (N, H, W), int64
     """
-    logits = model.forward(transform(x).astype(model.dtype, copy=False))
+    logits = model.forward(
+        transform(x).astype(model.dtype, copy=False), keep_cache=False
+    )
     return logits.argmax(axis=1)
 
 

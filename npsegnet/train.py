@@ -276,7 +276,9 @@ def recompute_bn_statistics(model, dataset, transform, batch_size: int, progress
         )
         with bar:
             for x, _ in batches(dataset, batch_size, shuffle=False):
-                model.forward(transform(x).astype(model.dtype, copy=False))
+                model.forward(
+                    transform(x).astype(model.dtype, copy=False), keep_cache=False
+                )
                 bar.update(len(x))
     finally:
         for bn, m in zip(layers, momenta, strict=True):

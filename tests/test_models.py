@@ -521,3 +521,19 @@ def test_backward_frees_the_saved_maps_unless_retained(rng):
     assert saved() == []
     model.clear_cache()  # idempotent
     assert saved() == []
+
+
+@pytest.mark.parametrize("model_fn", ["basic", "vgg"])
+def test_inference_forward_keeps_no_saved_maps(rng, model_fn):
+    model = small_basic() if model_fn == "basic" else tiny_segnet()
+    model.eval()
+    x = images(rng, (2, model.in_channels, 33, 35))
+    kept = model.forward(x)
+    freed = model.forward(x, keep_cache=False)
+    np.testing.assert_array_equal(freed, kept)
+    assert not any(
+        getattr(m, "_cache", None) is not None or getattr(m, "cache", None) is not None
+        for m in model.modules()
+    )
+    with pytest.raises(RuntimeError, match="before forward"):
+        model.backward(np.ones_like(freed))

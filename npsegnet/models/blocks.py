@@ -262,12 +262,16 @@ class EncoderDecoder(Module):
             )
         return x
 
-    def encode(self, x: np.ndarray) -> tuple[np.ndarray, list[PoolRecord]]:
+    def encode(
+        self, x: np.ndarray, keep_cache: bool = True
+    ) -> tuple[np.ndarray, list[PoolRecord]]:
         """Run the encoder.
 
         Parameters
         ----------
         x : ndarray of shape (N, C_in, H, W)
+        keep_cache : bool
+            See :meth:`forward`.
 
         Returns
         -------
@@ -281,14 +285,18 @@ class EncoderDecoder(Module):
         records = []
         for stage in self.encoders:
             x, record = stage.forward(x)
-            records.append(record)
+            records.append(record)  # holds the indices even when the cache goes
+            if not keep_cache:
+                stage.clear_cache()
         return x, records
 
-    def decode(self, features: np.ndarray, records: list[PoolRecord]) -> np.ndarray:
+    def decode(
+        self, features: np.ndarray, records: list[PoolRecord], keep_cache: bool = True
+    ) -> np.ndarray:
         """Run the decoder and head on :meth:`encode`'s output.
 
         Decoder stage ``k`` unpools with ``records[k - 1]``, the record of its
-        mirrored encoder stage ``k``.
+        mirrored encoder stage ``k``. ``keep_cache``: see :meth:`forward`.
 
         Returns
         -------
@@ -299,19 +307,28 @@ class EncoderDecoder(Module):
                 f"records must hold {self.num_stages} PoolRecords, got {len(records)}"
             )
         x = features
-        for stage, record in zip(self.decoders, reversed(records), strict=True):
-            x = stage.forward(x, record)
+        modules = list(zip(self.decoders, reversed(records), strict=True))
         if self.head is not None:
-            x = self.head.forward(x)
+            modules.append((self.head, None))
+        for module, record in modules:
+            x = module.forward(x) if record is None else module.forward(x, record)
+            if not keep_cache:
+                module.clear_cache()
         return x
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, keep_cache: bool = True) -> np.ndarray:
         """Class scores (logits) of every pixel.
 
         Parameters
         ----------
         x : ndarray of shape (N, C_in, H, W)
             Normalised images in the model's dtype; ``H, W >= min_size``.
+        keep_cache : bool
+            Keep what :meth:`backward` needs (every layer's input). Inference
+            passes False: each stage then drops its saved maps as soon as it
+            has run, as PyTorch's ``inference_mode`` keeps none, which cuts
+            the memory of a 360x480 batch of 4 from about 2 GB to a few
+            maps; ``backward`` then raises.
 
         Returns
         -------
@@ -324,8 +341,9 @@ class EncoderDecoder(Module):
         2 ** num_stages``, odd included: every unpool restores the exact size
         its mirrored pool received.
         """
-        logits = self.decode(*self.encode(x))
-        self._logits_shape = logits.shape
+        features, records = self.encode(x, keep_cache)
+        logits = self.decode(features, records, keep_cache)
+        self._logits_shape = logits.shape if keep_cache else None
         return logits
 
     def backward(
