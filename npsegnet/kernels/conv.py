@@ -70,17 +70,23 @@ FULL_IM2COL_MAX_K = 256
 # Numba loops
 # --------------------------------------------------------------------------
 @njit
+def _span(W, W_out, shift):
+    """Output columns ``lo:hi`` whose input column ``w + shift`` lies in ``0:W``.
+
+    Clamped so that ``0 <= lo <= hi <= W_out`` (an empty span when the shift
+    reaches past the row).
+    """
+    lo = min(W_out, max(0, -shift))
+    return lo, max(lo, min(W_out, W - shift))
+
+
+@njit
 def _copy_shifted(src, dst, shift):
     """dst[w] = src[w + shift] where that index exists, else 0 (one padded row)."""
-    W, W_out = src.shape[0], dst.shape[0]
-    lo = min(W_out, max(0, -shift))
-    hi = max(lo, min(W_out, W - shift))
-    for w in range(lo):
-        dst[w] = 0.0
-    for w in range(lo, hi):
-        dst[w] = src[w + shift]
-    for w in range(hi, W_out):
-        dst[w] = 0.0
+    lo, hi = _span(src.shape[0], dst.shape[0], shift)
+    dst[:lo] = 0.0
+    dst[lo:hi] = src[lo + shift : hi + shift]
+    dst[hi:] = 0.0
 
 
 @njit(parallel=True)
@@ -166,10 +172,8 @@ def _fold_rows(dcols, dx, n, pad, KW, b0, r, W_out):
             # output column w reads input column w + kw - pad; as whole-slice
             # adds the loop vectorises (index by index it ran at half speed)
             shift = kw - pad
-            lo = max(0, -shift)
-            hi = min(W_out, W - shift)
-            if hi > lo:  # (a negative slice bound would wrap around)
-                row[lo + shift : hi + shift] += dcols[kw * C + c, base + lo : base + hi]
+            lo, hi = _span(W, W_out, shift)
+            row[lo + shift : hi + shift] += dcols[kw * C + c, base + lo : base + hi]
 
 
 # --------------------------------------------------------------------------
