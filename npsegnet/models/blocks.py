@@ -307,13 +307,14 @@ class EncoderDecoder(Module):
                 f"records must hold {self.num_stages} PoolRecords, got {len(records)}"
             )
         x = features
-        modules = list(zip(self.decoders, reversed(records), strict=True))
-        if self.head is not None:
-            modules.append((self.head, None))
-        for module, record in modules:
-            x = module.forward(x) if record is None else module.forward(x, record)
+        for stage, record in zip(self.decoders, reversed(records), strict=True):
+            x = stage.forward(x, record)
             if not keep_cache:
-                module.clear_cache()
+                stage.clear_cache()
+        if self.head is not None:
+            x = self.head.forward(x)
+            if not keep_cache:
+                self.head.clear_cache()
         return x
 
     def forward(self, x: np.ndarray, keep_cache: bool = True) -> np.ndarray:
