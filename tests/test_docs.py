@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -19,6 +20,7 @@ DOCS_DEPS = {
     "material": "mkdocs-material",
     "mkdocstrings": "mkdocstrings",
     "mkdocstrings_handlers.python": "mkdocstrings-python",
+    "mkdocs_jupyter": "mkdocs-jupyter",
 }
 
 
@@ -34,13 +36,15 @@ def _missing_docs_deps() -> list[str]:
     return missing
 
 
-def test_mkdocs_build_strict(tmp_path):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The site built once with ``mkdocs build --strict`` (warnings fail it)."""
     missing = _missing_docs_deps()
     if missing:
         pytest.skip(
             f"docs tools not installed ({', '.join(missing)}): pip install -e '.[docs]'"
         )
-    site = tmp_path / "site"
+    site = tmp_path_factory.mktemp("docs") / "site"
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
         cwd=REPO,
@@ -50,6 +54,10 @@ def test_mkdocs_build_strict(tmp_path):
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    return site
+
+
+def test_mkdocs_build_strict(site):
     # Every API page rendered its module (a ::: block that resolved to nothing
     # would fail the strict build; this checks the pages are not empty).
     for page in sorted((REPO / "docs" / "api").glob("*.md")):
@@ -58,6 +66,45 @@ def test_mkdocs_build_strict(tmp_path):
         html = (site / "api" / out).read_text()
         for module in modules:
             assert f'id="{module}"' in html, f"{module} missing from {page.name}"
+
+
+def _listed_notebooks() -> list[str]:
+    """The notebooks the docs hook renders: those ``notebooks/README.md`` lists."""
+    path = REPO / "docs" / "_ext" / "notebooks.py"
+    spec = importlib.util.spec_from_file_location("_npsegnet_docs_notebooks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.listed_notebooks()
+
+
+def test_notebook_pages_show_their_figures(site):
+    """Each notebook is a page of the site, with every committed figure in it."""
+    names = _listed_notebooks()
+    assert names == sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
+    index = (site / "notebooks" / "index.html").read_text(encoding="utf-8")
+    for name in names:
+        stem = name.removesuffix(".ipynb")
+        page = site / "notebooks" / stem / "index.html"
+        assert page.is_file(), f"the site has no page for {name}"
+        html = page.read_text(encoding="utf-8")
+        nb = json.loads((REPO / "notebooks" / name).read_text(encoding="utf-8"))
+        figures = sum(
+            "image/png" in output.get("data", {})
+            for cell in nb["cells"]
+            for output in cell.get("outputs", [])
+        )
+        shown = len(re.findall(r'<img[^>]+src="data:image/png;base64,', html))
+        assert figures and shown == figures, (
+            f"{name}: {figures} figures committed, {shown} on its page"
+        )
+        assert "Traceback" not in html, f"{name}: its page shows a traceback"
+        # The Notebooks page links the rendered page, not the .ipynb outside
+        # docs_dir, and the page offers the notebook itself for download.
+        assert f'href="{stem}/"' in index, f"docs/notebooks.md does not link {stem}/"
+        assert (page.parent / name).is_file(), f"{name} is not downloadable"
+    home = (site / "index.html").read_text(encoding="utf-8")
+    for name in names:  # the hook put them in the navigation, on every page
+        assert f'href="notebooks/{name.removesuffix(".ipynb")}/"' in home, name
 
 
 def test_concepts_examples_run():
