@@ -16,7 +16,8 @@ Colours
 Figures
     :func:`plot_predictions`, :func:`plot_training_curves`,
     :func:`plot_confusion_matrix`, :func:`plot_per_class_iou`,
-    :func:`plot_pooling_indices`, :func:`plot_gradcheck`.
+    :func:`plot_pooling_indices`, :func:`plot_unpooled_and_convolved`,
+    :func:`plot_gradcheck`.
 Files
     :func:`save_figure`.
 
@@ -30,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
@@ -48,6 +50,7 @@ __all__ = [
     "plot_pooling_indices",
     "plot_predictions",
     "plot_training_curves",
+    "plot_unpooled_and_convolved",
     "save_figure",
 ]
 
@@ -923,6 +926,89 @@ def plot_pooling_indices(
             )
         ax.set_xlim(-0.5, w - 0.5)
         ax.set_ylim(h - 0.5, -0.5)
+    return fig
+
+
+def plot_unpooled_and_convolved(unpooled, convolved, labels=None) -> Figure:
+    """A decoder stage's sparse unpooled map beside its convolution's output.
+
+    Max-unpooling puts each pooled value back at its recorded position and
+    leaves the other cells of each window at zero; the decoder's convolution
+    that follows makes the map dense again (SegNet paper §3, Fig. 3). Each row
+    shows one channel of the unpooled map, its empty (zero) cells in grey, and
+    one channel of the convolution's output, each with the fraction of
+    non-zero cells in its title.
+
+    Parameters
+    ----------
+    unpooled : ndarray of shape (H, W) or (K, H, W)
+        K channels of the max-unpooled map of one image (the input of the
+        decoder's convolution).
+    convolved : ndarray of shape (H, W) or (K, H, W)
+        K channels of the convolution's output for the same image, row by row
+        beside ``unpooled`` (a convolution mixes all its input channels, so an
+        output channel is not the input channel filled in, only the same
+        place of the map).
+    labels : sequence of str, length K, optional
+        Row labels, e.g. ``"channel 3"``.
+
+    Returns
+    -------
+    Figure
+        K rows of two axes, each with a colour bar on a scale symmetric about 0.
+
+    Raises
+    ------
+    ValueError
+        If the arrays are not 2-d or 3-d, their shapes differ, or ``labels``
+        does not have one label per row.
+    """
+    unpooled = np.asarray(unpooled, dtype=np.float64)
+    convolved = np.asarray(convolved, dtype=np.float64)
+    if unpooled.ndim not in (2, 3) or unpooled.size == 0:
+        raise ValueError(
+            f"unpooled must be (H, W) or (K, H, W) and not empty, got shape "
+            f"{unpooled.shape}"
+        )
+    if convolved.shape != unpooled.shape:
+        raise ValueError(
+            f"convolved {convolved.shape} must have the shape of unpooled "
+            f"{unpooled.shape} (a 'same' convolution keeps H and W)"
+        )
+    if unpooled.ndim == 2:
+        unpooled, convolved = unpooled[None], convolved[None]
+    k, h, w = unpooled.shape
+    if labels is None:
+        labels = [f"channel {i}" for i in range(k)] if k > 1 else [""]
+    labels = [str(label) for label in labels]
+    if len(labels) != k:
+        raise ValueError(
+            f"labels must have {k} entries (one per row), got {len(labels)}"
+        )
+
+    cmap_empty = colormaps["RdBu_r"].with_extremes(bad="0.8")
+    panel = 2.6 * max(w / h, 0.5)
+    fig = Figure(
+        figsize=(2 * panel + 1.4, 2.4 * k + 0.2), dpi=100, layout="constrained"
+    )
+    axes = fig.subplots(k, 2, squeeze=False)
+    for row in range(k):
+        for col, (a, name) in enumerate(
+            ((unpooled[row], "max-unpooled"), (convolved[row], "after the convolution"))
+        ):
+            ax = axes[row, col]
+            lim = float(np.nanmax(np.abs(a))) or 1.0
+            shown = np.ma.masked_equal(a, 0.0) if col == 0 else a
+            im = ax.imshow(
+                shown, cmap=cmap_empty, vmin=-lim, vmax=lim, interpolation="nearest"
+            )
+            nonzero = np.count_nonzero(a) / a.size
+            suffix = ", zeros grey" if col == 0 else ""
+            ax.set_title(f"{name}: {nonzero:.0%} non-zero{suffix}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            fig.colorbar(im, ax=ax, shrink=0.8)
+        axes[row, 0].set_ylabel(labels[row], fontsize=8)
     return fig
 
 

@@ -335,6 +335,44 @@ def test_plot_pooling_indices_bad_input(rng):
         viz.plot_pooling_indices(x, pooled, idx, stride=0)
 
 
+def test_plot_unpooled_and_convolved_rows_and_sparsity(rng):
+    from npsegnet.layers import Conv2D, MaxPool2D, MaxUnpool2D
+
+    x = rng.standard_normal((1, 3, 8, 10)).astype(np.float32)
+    pooled, idx = MaxPool2D(2, 2)(np.maximum(x, 0))
+    unpooled = MaxUnpool2D(2, 2)(pooled, idx, output_size=(8, 10))
+    conv = Conv2D(3, 3, 3, seed=0)
+    convolved = conv.forward(unpooled)
+    fig = viz.plot_unpooled_and_convolved(
+        unpooled[0], convolved[0], labels=["a", "b", "c"]
+    )
+    panels = [ax for ax in fig.axes if ax.images and ax.get_title()]
+    assert len(panels) == 6  # 3 rows of (unpooled, convolved), plus colour bars
+    sparse = panels[0].images[0].get_array()
+    # the zeros of the unpooled map are masked (drawn grey), the rest kept
+    assert np.ma.is_masked(sparse)
+    np.testing.assert_array_equal(sparse.mask, unpooled[0, 0] == 0)
+    np.testing.assert_array_equal(panels[1].images[0].get_array(), convolved[0, 0])
+    # titles give the fraction of non-zero cells: at most a quarter when unpooled
+    nonzero = np.count_nonzero(unpooled[0, 0]) / unpooled[0, 0].size
+    assert f"{nonzero:.0%} non-zero" in panels[0].get_title() and nonzero <= 0.25
+    assert "100% non-zero" in panels[1].get_title()
+    assert panels[0].get_ylabel() == "a"
+    # one 2-d channel gives one row
+    one = viz.plot_unpooled_and_convolved(unpooled[0, 0], convolved[0, 0])
+    assert len([ax for ax in one.axes if ax.images and ax.get_title()]) == 2
+
+
+def test_plot_unpooled_and_convolved_bad_input():
+    a = np.zeros((2, 4, 4))
+    with pytest.raises(ValueError, match="shape of unpooled"):
+        viz.plot_unpooled_and_convolved(a, np.zeros((2, 4, 5)))
+    with pytest.raises(ValueError, match=r"\(K, H, W\)"):
+        viz.plot_unpooled_and_convolved(np.zeros((1, 2, 4, 4)), np.zeros((1, 2, 4, 4)))
+    with pytest.raises(ValueError, match="labels must have 2"):
+        viz.plot_unpooled_and_convolved(a, a, labels=["only one"])
+
+
 @pytest.mark.parametrize("size", [(4, 6), (5, 7), (9, 3)])
 def test_upsampling_helpers_match_torch(torch, rng, size):
     a = rng.standard_normal((2, 3))
