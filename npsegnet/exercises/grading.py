@@ -59,6 +59,7 @@ class CheckResult:
     message: str = ""
     inputs: dict = field(default_factory=dict, repr=False)
     not_implemented: bool = False
+    tol: float = OUTPUT_TOL
 
 
 @dataclass
@@ -115,10 +116,9 @@ class GradeResult:
         ]
         width = max(len(c.case) for c in self.checks)
         for c in self.checks:
-            err = "exact" if c.error is None and c.passed else _fmt(c.error)
             lines.append(
                 f"  {'ok' if c.passed else 'FAIL':<5}{c.case:<{width}}  "
-                f"{_shape(c.shape):<14}{c.check:<10}{err}"
+                f"{_shape(c.shape):<14}{c.check:<10}{_error_column(c)}"
             )
         first = self.first_failure
         if first is not None:
@@ -128,14 +128,20 @@ class GradeResult:
             if first.inputs:
                 lines.append("  input:")
                 for arg, value in first.inputs.items():
-                    lines.extend("    " + m for m in _show(arg, value).splitlines())
+                    shown = _show(arg, value).splitlines()
+                    lines.extend(("    " + m).rstrip() for m in shown)
         return "\n".join(lines)
 
     __repr__ = __str__
 
 
-def _fmt(error) -> str:
-    return "-" if error is None else f"{error:.1e}"
+def _error_column(c: CheckResult) -> str:
+    """The relative error, or why there is none to show."""
+    if c.error is not None and (c.passed or not c.error < c.tol):
+        return f"{c.error:.1e}"
+    if c.passed:
+        return "exact"  # only integers were compared
+    return "see below"  # it raised, or a shape, dtype or index differs
 
 
 def _shape(shape) -> str:
@@ -146,7 +152,7 @@ def _show(arg, value) -> str:
     """``arg = value``, arrays printed in full when small, else by shape."""
     if isinstance(value, np.ndarray):
         head = f"{arg}: {value.dtype} {value.shape}"
-        if value.size > 64:
+        if value.size > 120:
             return head + " (too large to print)"
         with np.printoptions(precision=3, suppress=True, linewidth=88):
             return f"{head} =\n{np.array2string(value, separator=' ')}"
@@ -366,7 +372,14 @@ def _check(case, shape, inputs, check, keys, got, want, tol, against):
     if errors:
         error = float("nan") if any(np.isnan(errors)) else max(errors)
     return CheckResult(
-        case.label, check, shape, not messages, error, "\n".join(messages), inputs
+        case.label,
+        check,
+        shape,
+        not messages,
+        error,
+        "\n".join(messages),
+        inputs,
+        tol=tol,
     )
 
 
