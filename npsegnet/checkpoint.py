@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 from pathlib import Path
 
@@ -44,6 +44,7 @@ __all__ = [
     "atomic_savez",
     "is_checkpoint",
     "rng_from_state",
+    "check_finite",
 ]
 
 FORMAT = "npsegnet-checkpoint"
@@ -52,6 +53,26 @@ VERSION = 1
 
 class CheckpointError(ValueError):
     """A file that is not a readable npsegnet checkpoint."""
+
+
+def check_finite(arrays: dict, what: str) -> None:
+    """Raise ``ValueError`` naming the float arrays of ``arrays`` holding NaN/inf.
+
+    A diverged run must not overwrite a good checkpoint with NaN weights, and a
+    file holding them must not be scored as if it were a model.
+    """
+    bad = [
+        key
+        for key, value in arrays.items()
+        if np.asarray(value).dtype.kind in "fc" and not np.isfinite(value).all()
+    ]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ValueError(
+            f"{what} holds NaN or infinite values in {len(bad)} "
+            f"array{'s' if len(bad) > 1 else ''} ({shown}): the training that made "
+            "them diverged; retrain with a smaller --lr, or use an earlier checkpoint"
+        )
 
 
 def _json_array(obj) -> np.ndarray:
@@ -79,7 +100,10 @@ def atomic_savez(path, arrays: dict[str, np.ndarray]) -> Path:
         if np.asarray(value).dtype.hasobject:
             raise TypeError(f"{key}: object arrays cannot be stored without pickle")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # os.open with mode 0o666 lets the umask decide the permissions, as for any
+    # new file (tempfile.mkstemp would leave 0o600).
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -168,6 +192,8 @@ def save_checkpoint(
     if optimizer is not None:
         for key, value in optimizer.state_dict().items():
             arrays[f"optimizer.{key}"] = value
+    # Never replace a good checkpoint with a diverged state.
+    check_finite(arrays, f"the state to save to {path}")
     return atomic_savez(path, arrays)
 
 
@@ -193,8 +219,18 @@ def _read_all(npz, path, what: str) -> dict[str, np.ndarray]:
     try:
         with npz:
             return {key: npz[key] for key in npz.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise CheckpointError(
+                f"{path} is not an npsegnet {what}: it holds pickled Python "
+                "objects, which npsegnet never writes and will not load"
+            ) from None
         raise CheckpointError(f"{what} {path} is corrupt ({exc})") from None
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise CheckpointError(
+            f"{what} {path} is damaged ({type(exc).__name__}: {exc}); it cannot be "
+            "read: use another copy or an earlier checkpoint"
+        ) from None
 
 
 def _json_field(arrays, key: str, path) -> object:
@@ -259,6 +295,10 @@ def load_checkpoint(path) -> dict:
     }
     for key in ("rng_state", "config", "history", "extra"):
         out[key] = _json_field(arrays, key, path)
+    try:
+        check_finite(out["model_state"], f"checkpoint {path}")
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
     return out
 
 

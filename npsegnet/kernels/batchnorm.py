@@ -146,7 +146,12 @@ def _bn_stats(x, mean, var):
 
 @njit(parallel=True)
 def _bn_affine(x, mean, scale, bias, relu, out):
-    """out = (x - mean) * scale + bias per channel, then max(., 0) if relu."""
+    """out = (x - mean) * scale + bias per channel, then ReLU if relu.
+
+    The ReLU is written as in :mod:`npsegnet.kernels.relu` (``y <= 0`` is False
+    for NaN), so a NaN stays NaN exactly as BN followed by ReLU (and
+    ``torch.relu``) gives it; ``y if y > 0 else 0`` would turn it into 0.
+    """
     N, C, L = x.shape
     zero = out.dtype.type(0)
     for c in prange(C):
@@ -159,7 +164,7 @@ def _bn_affine(x, mean, scale, bias, relu, out):
             if relu:
                 for i in range(L):
                     y = (xr[i] - m) * s + b
-                    orow[i] = y if y > zero else zero
+                    orow[i] = zero if y <= zero else y
             else:
                 for i in range(L):
                     orow[i] = (xr[i] - m) * s + b

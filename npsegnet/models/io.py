@@ -39,13 +39,18 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 
 from .._checks import check_float_array
+from ..checkpoint import (
+    CheckpointError,
+    _open_npz,
+    _read_all,
+    atomic_savez,
+    check_finite,
+)
 from .blocks import DecoderStage, EncoderDecoder, EncoderStage, Stage
 
 FORMAT = "npsegnet-weights/1"
@@ -95,22 +100,9 @@ def save_weights(model, path, metadata: dict | None = None) -> Path:
         text = json.dumps(meta, sort_keys=True)
     except TypeError as err:
         raise TypeError(f"metadata must be JSON-serialisable: {err}") from err
-    arrays = {CONFIG_KEY: np.array(text)}
-    arrays.update(model.state_dict())
-    # os.open with mode 0o666 lets the umask decide the permissions, as for any
-    # new file (tempfile.mkstemp would leave 0o600).
-    tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    state = model.state_dict()
+    check_finite(state, f"the weights to save to {path}")
+    return atomic_savez(path, {CONFIG_KEY: np.array(text), **state})
 
 
 def read_weights(path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -125,25 +117,45 @@ def read_weights(path) -> tuple[dict, dict[str, np.ndarray]]:
         Parameters and buffers by dotted name.
     """
     path = Path(path)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except ValueError as err:
-        raise ValueError(f"{path} is not an npsegnet weights file: {err}") from err
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} is a single .npy array, not an npsegnet weights file")
-    with archive:
-        if CONFIG_KEY not in archive.files:
-            raise ValueError(
-                f"{path} is not an npsegnet weights file: it has no {CONFIG_KEY!r} "
-                "entry (write weights with model.save(path))"
-            )
-        meta = json.loads(str(archive[CONFIG_KEY][()]))
-        state = {k: archive[k] for k in archive.files if k != CONFIG_KEY}
+    arrays = _read_all(_open_npz(path, "weights file"), path, "weights file")
+    if CONFIG_KEY not in arrays:
+        raise CheckpointError(
+            f"{path} is not an npsegnet weights file: it has no {CONFIG_KEY!r} "
+            "entry (write weights with model.save(path))"
+        )
+    meta = _parse_config(arrays.pop(CONFIG_KEY), path)
     if meta.get("format") != FORMAT:
-        raise ValueError(
+        raise CheckpointError(
             f"{path} has format {meta.get('format')!r}; this npsegnet reads {FORMAT!r}"
         )
-    return meta, state
+    check_finite(arrays, f"weights file {path}")
+    return meta, arrays
+
+
+def _parse_config(entry: np.ndarray, path) -> dict:
+    """The ``__config__`` JSON object, checked for the fields loading needs."""
+    expected = (
+        f'a JSON object {{"format": {FORMAT!r}, "model": NAME, "config": {{...}}}}'
+    )
+    try:
+        meta = json.loads(str(entry[()]))
+    except (ValueError, TypeError, IndexError) as exc:
+        raise CheckpointError(
+            f"{path}: its {CONFIG_KEY!r} entry is not valid JSON ({exc}); "
+            f"expected {expected}"
+        ) from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(
+            f"{path}: its {CONFIG_KEY!r} entry is a JSON {type(meta).__name__}, "
+            f"expected {expected}"
+        )
+    missing = [k for k in ("format", "model", "config") if k not in meta]
+    if missing or not isinstance(meta.get("config"), dict):
+        what = f"lacks {missing}" if missing else "has a 'config' that is not an object"
+        raise CheckpointError(
+            f"{path}: its {CONFIG_KEY!r} entry {what}; expected {expected}"
+        )
+    return meta
 
 
 def _check_state_fits(model, state: dict, source: str, strict: bool = True) -> None:
