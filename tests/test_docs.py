@@ -79,8 +79,8 @@ def _listed_notebooks() -> list[str]:
 
 def test_notebook_pages_show_their_figures(site):
     """Each notebook is a page of the site, with every committed figure in it."""
-    names = _listed_notebooks()
-    assert names == sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
+    names = _listed_notebooks()  # that they are all the folder's: test_notebooks_index
+    assert names
     index = (site / "notebooks" / "index.html").read_text(encoding="utf-8")
     for name in names:
         stem = name.removesuffix(".ipynb")
