@@ -81,3 +81,25 @@ def check_pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
         )
     v = check_positive_int(value, name, minimum)
     return (v, v)
+
+
+def check_choice(value, name: str, choices) -> str:
+    """Check that ``value`` is one of ``choices`` (strings); return it."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_scale_pair(value, name: str) -> tuple[float, float]:
+    """Accept a positive number or a pair of them; return a pair of floats."""
+    from numbers import Real  # NumPy's float and int scalars register as Real
+
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2:
+        raise ValueError(f"{name} must be a number or a pair of numbers, got {value!r}")
+    for v in pair:
+        if isinstance(v, bool) or not isinstance(v, Real):
+            raise TypeError(f"{name} must be a number or a pair, got {value!r}")
+        if not v > 0 or not np.isfinite(v):
+            raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    return (float(pair[0]), float(pair[1]))

@@ -8,19 +8,23 @@ their input; :mod:`npsegnet.reference` holds the readable NumPy twins.
 from .base import Module
 from .batchnorm import BatchNorm2D
 from .conv import Conv2D
+from .conv_transpose import ConvTranspose2D
 from .dropout import Dropout
 from .pool import MaxPool2D
 from .relu import ReLU
 from .softmax_loss import SoftmaxCrossEntropy
 from .unpool import MaxUnpool2D
+from .upsample import Upsample
 
 __all__ = [
     "BatchNorm2D",
     "Conv2D",
+    "ConvTranspose2D",
     "Dropout",
     "MaxPool2D",
     "MaxUnpool2D",
     "ReLU",
     "SoftmaxCrossEntropy",
+    "Upsample",
     "Module",
 ]
