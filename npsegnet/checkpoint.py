@@ -67,7 +67,8 @@ def check_finite(arrays: dict, what: str) -> None:
         if np.asarray(value).dtype.kind in "fc" and not np.isfinite(value).all()
     ]
     if bad:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        shown = ", ".join(bad[:5]) + more
         raise ValueError(
             f"{what} holds NaN or infinite values in {len(bad)} "
             f"array{'s' if len(bad) > 1 else ''} ({shown}): the training that made "

@@ -36,6 +36,7 @@ import numpy as np
 from ._checks import check_float_array, check_positive_int
 
 __all__ = [
+    "to_rgb8",
     "CAMVID_CLASS_NAMES",
     "CamVid",
     "SyntheticShapes",
@@ -66,6 +67,37 @@ CAMVID_CLASS_NAMES = (
 # ---------------------------------------------------------------------------
 # CamVid
 # ---------------------------------------------------------------------------
+
+
+#: PIL modes of images with more than 8 bits per sample, and their full scale.
+_WIDE_MODES = {
+    "I;16": 65535,
+    "I;16L": 65535,
+    "I;16B": 65535,
+    "I;16N": 65535,
+    "I": 65535,
+    "F": 1.0,
+}
+
+
+def to_rgb8(im):
+    """A PIL image of any mode as an 8-bit RGB PIL image, keeping its range.
+
+    ``Image.convert("RGB")`` clips 16-bit greyscale (modes ``I;16``, ``I``)
+    to 255, so a 16-bit PNG would read as all white; here such samples are
+    scaled from their full range (65535; 1.0 for float images) to 0..255
+    first. Other modes (L, P, RGBA, CMYK, ...) convert as Pillow converts them.
+    """
+    from PIL import Image
+
+    if im.mode == "RGB":
+        return im.copy()
+    full = _WIDE_MODES.get(im.mode)
+    if full is None:
+        return im.convert("RGB")
+    a = np.asarray(im, dtype=np.float64)
+    grey = np.clip(np.round(a * (255.0 / full)), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, mode="L").convert("RGB")
 
 
 def _resolve(root: Path, listed: str) -> Path:
@@ -243,7 +275,7 @@ class CamVid:
             with Image.open(image_path) as im:
                 if with_image:
                     im.load()
-                    image = im.convert("RGB") if im.mode != "RGB" else im.copy()
+                    image = to_rgb8(im)
                 else:
                     image = None
                 image_size = im.size

@@ -374,6 +374,10 @@ def _run(args) -> int:
             f"the model predicts {model.num_classes} classes but the data set has "
             f"{dataset.num_classes}"
         )
+    from .memory import check_memory
+
+    batch = min(args.batch_size, len(dataset))
+    check_memory(model, batch, dataset.image_size, False, "--scale or --batch-size")
     result = evaluate_model(
         model, dataset, transform, batch_size=args.batch_size, progress=True
     )

@@ -48,6 +48,7 @@ __all__ = [
     "mean_iou",
     "per_class_accuracy",
     "per_class_iou",
+    "score_label_files",
 ]
 
 
@@ -486,3 +487,83 @@ class SegmentationMetrics:
             "confusion_matrix": cm.tolist(),
             "num_images": self.num_images,
         }
+
+
+def score_label_files(
+    predictions,
+    annotations,
+    num_classes: int = 11,
+    ignore_index=11,
+    suffix: str = "_classes.png",
+    boundary: bool = True,
+) -> dict:
+    """Score a folder of class-index PNGs against a folder of annotations.
+
+    The files ``npsegnet predict`` writes as ``<name>_classes.png`` (one byte
+    per pixel, values ``0 .. K-1``: CamVid's ``testannot`` format) are matched
+    to ``<annotations>/<name>.png`` and scored as ``npsegnet evaluate`` scores
+    a model: G, C, mIoU and BF over all pixels of all images.
+
+    Parameters
+    ----------
+    predictions, annotations : str or path
+        The two folders.
+    num_classes : int
+        11 for CamVid.
+    ignore_index : int, optional
+        Annotation value skipped (11, Unlabelled, for CamVid).
+    suffix : str
+        What follows ``<name>`` in the prediction files.
+    boundary : bool
+        Compute BF too.
+
+    Returns
+    -------
+    dict
+        As :meth:`SegmentationMetrics.compute`, plus ``num_images``.
+
+    Raises
+    ------
+    FileNotFoundError
+        A folder is missing, holds no prediction, or an annotation is missing.
+    ValueError
+        A prediction and its annotation differ in size, or a file is not a
+        single-channel image.
+    """
+    from pathlib import Path
+
+    from PIL import Image
+
+    pred_dir, annot_dir = Path(predictions), Path(annotations)
+    for folder in (pred_dir, annot_dir):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"folder not found: {folder}")
+    files = sorted(pred_dir.glob(f"*{suffix}"))
+    if not files:
+        raise FileNotFoundError(f"no *{suffix} file in {pred_dir}")
+
+    def read(path):
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P"):
+                raise ValueError(
+                    f"{path} has PIL mode {im.mode!r}; expected class indices, one "
+                    "byte per pixel (mode 'L' or 'P')"
+                )
+            return np.array(im, dtype=np.int64)
+
+    metrics = SegmentationMetrics(num_classes, ignore_index, boundary=boundary)
+    for path in files:
+        name = path.name[: -len(suffix)]
+        target_path = annot_dir / f"{name}.png"
+        if not target_path.is_file():
+            raise FileNotFoundError(f"annotation {target_path} for {path} not found")
+        pred, target = read(path), read(target_path)
+        if pred.shape != target.shape:
+            raise ValueError(
+                f"{path} is {pred.shape[0]}x{pred.shape[1]} but its annotation "
+                f"{target_path} is {target.shape[0]}x{target.shape[1]}"
+            )
+        metrics.update(pred[None], target[None])
+    result = metrics.compute()
+    result["num_images"] = len(files)
+    return result

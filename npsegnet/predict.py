@@ -5,9 +5,13 @@ For each input image it writes, into ``--out``:
 * ``<name>_labels.png``: the predicted class of every pixel, colour-coded
   (CamVid's palette for a CamVid model, :func:`npsegnet.viz.palette` for
   others), and
-* ``<name>_overlay.png``: those colours blended over the image.
+* ``<name>_overlay.png``: those colours blended over the image, and
+* ``<name>_classes.png``: the class indices themselves, one byte per pixel
+  (values ``0 .. K-1``, PIL mode ``L``), the format of CamVid's
+  ``testannot/`` and of benchmark servers: score a folder of them against
+  the annotations with :func:`npsegnet.metrics.score_label_files`.
 
-Both have the size of the input image. The image is resized by ``--scale``
+All have the size of the input image. The image is resized by ``--scale``
 (default: the factor the model was trained at) with area averaging, as
 :class:`npsegnet.data.CamVid` does, normalised as in training, and the
 predicted labels are brought back to the input's size by nearest neighbour.
@@ -49,13 +53,20 @@ def read_image(path) -> np.ndarray:
     """
     from PIL import Image, UnidentifiedImageError
 
+    from .data import to_rgb8
+
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(
+            f"{path} is a folder; give image files (a shell glob such as "
+            f"{path}/*.png names every image in it)"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
     try:
         with Image.open(path) as im:
             im.load()
-            rgb = im.convert("RGB")
+            rgb = to_rgb8(im)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"cannot read image {path}: {exc}") from None
     return np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / np.float32(255)
@@ -70,6 +81,18 @@ def _resize(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     u8 = np.round(image.transpose(1, 2, 0) * 255).astype(np.uint8)
     pil = Image.fromarray(u8).resize(size_hw[::-1], Image.Resampling.BOX)
     return np.asarray(pil, dtype=np.float32).transpose(2, 0, 1) / np.float32(255)
+
+
+def _scaled_size(model, shape_hw, scale: float, name) -> tuple[int, int]:
+    """The size the network sees; a clear error when it is too small."""
+    h, w = shape_hw
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    if min(size) < model.min_size:
+        raise ValueError(
+            f"{name}: the image is {size[0]}x{size[1]} after scaling by {scale}, "
+            f"but {model.name} needs at least {model.min_size}x{model.min_size}"
+        )
+    return size
 
 
 def predict_image(model, image: np.ndarray, transform, scale: float = 1.0):
@@ -92,12 +115,7 @@ def predict_image(model, image: np.ndarray, transform, scale: float = 1.0):
     from PIL import Image
 
     h, w = image.shape[1:]
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    if min(size) < model.min_size:
-        raise ValueError(
-            f"the image is {size[0]}x{size[1]} after scaling by {scale}, but "
-            f"{model.name} needs at least {model.min_size}x{model.min_size}"
-        )
+    size = _scaled_size(model, (h, w), scale, "image")
     x = _resize(image, size)[None]
     labels = predict_labels(model, x, transform)[0]
     if size != (h, w):
@@ -170,8 +188,12 @@ def _run(args) -> int:
     else:
         palette = viz.palette(model.num_classes)
 
-    # Read every image first: a bad file fails before any work is done.
+    # Read and size every image first: a bad file fails before any is written.
     images = [(Path(p), read_image(p)) for p in args.images]
+    sizes = {_scaled_size(model, im.shape[1:], scale, p) for p, im in images}
+    from .memory import check_memory
+
+    check_memory(model, 1, max(sizes, key=lambda s: s[0] * s[1]), False, "--scale")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
@@ -187,7 +209,9 @@ def _run(args) -> int:
         blend = viz.overlay(image, labels, alpha=args.alpha, palette=palette)
         label_path = out / f"{stem}_labels.png"
         overlay_path = out / f"{stem}_overlay.png"
+        classes_path = out / f"{stem}_classes.png"
         Image.fromarray(colour).save(label_path)
         Image.fromarray(blend).save(overlay_path)
-        print(f"{path} -> {label_path}, {overlay_path}")
+        Image.fromarray(labels.astype(np.uint8), mode="L").save(classes_path)
+        print(f"{path} -> {label_path}, {overlay_path}, {classes_path}")
     return 0

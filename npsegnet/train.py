@@ -213,6 +213,12 @@ def _check_config(cfg: TrainConfig) -> None:
         raise UsageError(f"data folder not found: {cfg.data}")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise UsageError(f"seed must be an int >= 0, got {cfg.seed!r}")
+    every = cfg.save_every
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise UsageError(
+            f"save_every must be an int >= 0 (0: no numbered checkpoints), got "
+            f"{every!r}"
+        )
 
 
 def _model_kwargs(cfg: TrainConfig, num_classes: int) -> dict:
@@ -332,6 +338,7 @@ class _Run:
         from .checkpoint import load_checkpoint, rng_from_state
         from .data import compute_mean_std, median_frequency_weights
         from .layers import SoftmaxCrossEntropy
+        from .memory import check_memory
         from .optim import SGD, caffe_bias_keys
 
         self.log = log
@@ -339,6 +346,12 @@ class _Run:
         self.out = cfg.resolved_out()
         latest = self.out / "latest.npz"
         ckpt = None
+        if cfg.resume and cfg.overwrite:
+            raise UsageError(
+                "--resume continues the run in --out and --overwrite starts it "
+                "afresh: give one of them"
+            )
+        _remove_stale_temporaries(self.out)
         if cfg.resume:
             if not latest.is_file():
                 raise UsageError(
@@ -381,12 +394,22 @@ class _Run:
         self.train_set = make_dataset(data, "train")
         self.val_set = make_dataset(data, "val") if cfg.validate else None
         ds = self.train_set
+        # Build the model first: a run that cannot fit in memory is refused
+        # before any pass over the data.
+        model_kwargs = (
+            ckpt["config"]["model_kwargs"]
+            if ckpt is not None
+            else _model_kwargs(cfg, ds.num_classes)
+        )
+        self.model = _build_model(cfg.model, model_kwargs)
+        check_memory(
+            self.model, cfg.batch_size, ds.image_size, True, "--scale or --batch-size"
+        )
 
         if ckpt is not None:
             stored = ckpt["config"]
             normalization = stored["normalization"]
             class_weights = stored["class_weights"]
-            model_kwargs = stored["model_kwargs"]
         else:
             kind = cfg.normalization
             if kind == "auto":
@@ -404,10 +427,14 @@ class _Run:
                 normalization = {"kind": "none"}
             class_weights = None
             if cfg.class_weighting:
-                class_weights = median_frequency_weights(
-                    ds, ds.num_classes, ds.ignore_index
-                ).tolist()
-            model_kwargs = _model_kwargs(cfg, ds.num_classes)
+                weights = median_frequency_weights(ds, ds.num_classes, ds.ignore_index)
+                if not weights.any():
+                    raise UsageError(
+                        f"the training set ({len(ds)} images) holds no labelled "
+                        f"pixel: every label is {ds.ignore_index} (unlabelled), so "
+                        "there is nothing to learn; check the label files"
+                    )
+                class_weights = weights.tolist()
         self.transform = make_transform(normalization)
         if cfg.lr is not None:
             self.lr = cfg.lr
@@ -426,7 +453,6 @@ class _Run:
             "lr": self.lr,
         }
 
-        self.model = _build_model(cfg.model, model_kwargs)
         weight = None if class_weights is None else np.asarray(class_weights)
         self.loss = SoftmaxCrossEntropy(
             weight=None if weight is None else weight.astype(self.model.dtype),
@@ -516,8 +542,10 @@ class _Run:
                     t0 = time.perf_counter()
                     phase = "forward"
                     loss = self.train_step(x, y, epoch, index)
+                    self._check_finite("gradient", self.model.grads, epoch, index, loss)
                     phase = "update"
                     self.optimizer.step()
+                    self._check_finite("weights", self.model.params, epoch, index, loss)
                     phase = "idle"
                     for k, v in buffers.items():
                         snapshot[k][...] = v
@@ -544,13 +572,32 @@ class _Run:
         logits = self.model.forward(self.transform(x).astype(self.model.dtype))
         loss = float(self.loss.forward(logits, y))
         if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"the loss became {loss} at epoch {epoch}, step {index + 1}: the "
-                f"learning rate ({self.lr}) is too high for this setup; try a "
-                "smaller --lr"
-            )
+            self._diverged(f"the loss became {loss}", epoch, index)
         self.model.backward(self.loss.backward())
         return loss
+
+    def _check_finite(self, what, arrays: dict, epoch: int, index: int, loss) -> None:
+        """Stop the run when a gradient or weight holds NaN/inf (divergence)."""
+        for key, value in arrays.items():
+            if not np.isfinite(value).all():
+                self._diverged(
+                    f"the {what} of {key} became non-finite (loss {loss:.4g})",
+                    epoch,
+                    index,
+                )
+
+    def _diverged(self, what: str, epoch: int, index: int):
+        latest = self.out / "latest.npz"
+        kept = (
+            f"the last finite checkpoint, {latest}, is kept"
+            if latest.is_file()
+            else "no checkpoint was written yet"
+        )
+        raise FloatingPointError(
+            f"training diverged: {what} at epoch {epoch}, step {index + 1}; {kept}. "
+            f"The learning rate ({self.lr}) is too high for this setup: try a "
+            "smaller --lr (or a warm-up), or check the input data for NaN"
+        )
 
     def interrupted(self, epoch, steps, phase, partial, snapshot, epoch_rng_state):
         """Save the last consistent state and raise :class:`TrainingInterrupted`."""
@@ -773,6 +820,8 @@ def train(config: TrainConfig | None = None, callback=None, log=print) -> list[d
     cfg = TrainConfig() if config is None else config
     keep_freed_memory()
     previous_threads = set_threads(cfg.threads)
+    out = cfg.resolved_out()
+    created = not out.exists()
     try:
         run = _Run(cfg, callback=callback, log=log)
         run.out.mkdir(parents=True, exist_ok=True)
@@ -797,11 +846,32 @@ def train(config: TrainConfig | None = None, callback=None, log=print) -> list[d
                         history=run.history,
                     )
         run.finish()
+    except BaseException:
+        # A run that failed before writing anything leaves no empty --out behind.
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
     finally:
         import numba
 
         numba.set_num_threads(previous_threads)
     return run.history
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete ``.<name>.npz.<hex>.tmp`` files left by a run that was killed.
+
+    Checkpoints are written to such a temporary file and renamed; a SIGKILL
+    between the two leaves it behind. Only files of exactly that pattern go.
+    """
+    import re
+
+    if not out.is_dir():
+        return
+    pattern = re.compile(r"^\..+\.npz\.[0-9a-f]{12}\.tmp$")
+    for path in out.iterdir():
+        if pattern.match(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
 
 
 # -- command line -----------------------------------------------------------
