@@ -75,6 +75,7 @@ class GradeResult:
 
     @property
     def passed(self) -> bool:
+        """Every check passed (and there was at least one)."""
         return bool(self.checks) and all(c.passed for c in self.checks)
 
     def __bool__(self) -> bool:
@@ -82,6 +83,7 @@ class GradeResult:
 
     @property
     def first_failure(self) -> CheckResult | None:
+        """The first check that failed, or ``None``."""
         return next((c for c in self.checks if not c.passed), None)
 
     @property
@@ -94,6 +96,7 @@ class GradeResult:
 
     @property
     def not_implemented(self) -> bool:
+        """Every case raised ``NotImplementedError``: the stub is not filled in."""
         return bool(self.checks) and all(c.not_implemented for c in self.checks)
 
     def assert_ok(self) -> GradeResult:
@@ -420,7 +423,7 @@ def grade(name: str, fn, *, raise_on_fail: bool = False) -> GradeResult:
     >>> bool(grade("relu_forward", relu_forward))
     True
     >>> print(grade("relu_forward", lambda x: x).first_failure.case)
-    batch 1, odd size 5x7
+    batch 1, odd size 3x5
     """
     exercise = get(name)
     if not callable(fn):
@@ -463,6 +466,7 @@ class Summary:
 
     @property
     def passed(self) -> bool:
+        """Every exercise graded so far passed."""
         return all(self.results.values())
 
     def __bool__(self) -> bool:
@@ -470,7 +474,7 @@ class Summary:
 
     def __str__(self) -> str:
         done = sum(bool(r) for r in self.results.values())
-        lines = [f"{done} of {len(self.results)} exercises graded so far pass"]
+        lines = [f"{done} of the {len(self.results)} exercises graded so far pass"]
         for name, r in self.results.items():
             status = (
                 "not implemented yet"
