@@ -31,7 +31,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["SGD", "caffe_bias_keys"]
+__all__ = ["SGD", "SCHEDULES", "caffe_bias_keys", "scheduled_lr"]
 
 
 def _is_bias(key: str) -> bool:
@@ -245,3 +245,68 @@ def _check_nonneg(value, name: str, strictly: bool = False) -> float:
         bound = "> 0" if strictly else ">= 0"
         raise ValueError(f"{name} must be finite and {bound}, got {value}")
     return value
+
+
+#: Learning-rate schedules of :func:`scheduled_lr`.
+SCHEDULES = ("fixed", "step", "poly", "cosine")
+
+
+def scheduled_lr(
+    base_lr: float,
+    step: int,
+    total_steps: int,
+    schedule: str = "fixed",
+    warmup_steps: int = 0,
+    step_every: int | None = None,
+    gamma: float = 0.1,
+    power: float = 0.9,
+    min_lr: float = 0.0,
+) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) of a run.
+
+    ``"fixed"`` is the paper's constant rate (SegNet-Tutorial's solvers);
+    ``"step"`` multiplies it by ``gamma`` every ``step_every`` steps (Caffe's
+    ``lr_policy: "step"``); ``"poly"`` decays it as
+    ``(1 - t / T) ** power`` (DeepLab's and ChainerCV's); ``"cosine"`` as
+    ``(1 + cos(pi t / T)) / 2`` (Loshchilov & Hutter 2017), both down to
+    ``min_lr``. A warm-up ramps the rate linearly from ``base_lr /
+    warmup_steps`` to ``base_lr`` over the first ``warmup_steps`` steps (large
+    rates from random weights can diverge), and the decay runs over the
+    remaining ones.
+
+    Parameters
+    ----------
+    base_lr : float
+    step : int
+        Completed optimiser steps before this one.
+    total_steps : int
+        Steps of the whole run.
+    schedule : {"fixed", "step", "poly", "cosine"}
+    warmup_steps : int
+    step_every : int, optional
+        For ``"step"``: steps between decays (required).
+    gamma, power, min_lr : float
+        Factor of ``"step"``, exponent of ``"poly"``, floor of poly/cosine.
+
+    Returns
+    -------
+    float
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    t = step - warmup_steps
+    T = max(total_steps - warmup_steps, 1)
+    if schedule == "fixed":
+        return base_lr
+    if schedule == "step":
+        if not step_every or step_every < 1:
+            raise ValueError("the step schedule needs step_every >= 1")
+        return base_lr * gamma ** (t // step_every)
+    frac = min(t / T, 1.0)
+    if schedule == "poly":
+        factor = (1.0 - frac) ** power
+    else:
+        factor = 0.5 * (1.0 + np.cos(np.pi * frac))
+    return float(min_lr + (base_lr - min_lr) * factor)

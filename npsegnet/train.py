@@ -132,6 +132,26 @@ class TrainConfig:
         Validation images shown in ``predictions.png``.
     figures : bool
         Save ``predictions.png`` and ``training_curves.png`` at the end.
+    lr_schedule : {"fixed", "step", "poly", "cosine"}
+        How the learning rate moves over the run
+        (:func:`npsegnet.optim.scheduled_lr`); ``"fixed"`` is the paper's.
+    warmup_epochs : float
+        Linear warm-up from ``lr / warm-up steps`` to ``lr``, in epochs.
+    lr_step_epochs : int
+        For ``"step"``: epochs between decays by ``lr_gamma``.
+    lr_gamma : float
+        For ``"step"``: the decay factor.
+    flip : bool
+        Random horizontal flips of the training images
+        (:class:`npsegnet.augment.Augment`).
+    crop : tuple of int or None
+        Train on random ``(H, W)`` windows (of the images at ``scale``).
+    scale_jitter : tuple of float or None
+        Resize each training image by a factor drawn from ``(low, high)``.
+    init_weights : str or None
+        Start from the weights of a weights file or checkpoint (for example a
+        run at half resolution, finished at full resolution) instead of the
+        random initialisation.
     """
 
     model: str = "segnet-basic"
@@ -160,6 +180,14 @@ class TrainConfig:
     save_every: int = 0
     num_figure_images: int = 4
     figures: bool = True
+    lr_schedule: str = "fixed"
+    warmup_epochs: float = 0.0
+    lr_step_epochs: int = 0
+    lr_gamma: float = 0.1
+    flip: bool = False
+    crop: tuple | None = None
+    scale_jitter: tuple | None = None
+    init_weights: str | None = None
 
     def resolved_out(self) -> Path:
         """The output folder, with the default filled in."""
@@ -213,12 +241,44 @@ def _check_config(cfg: TrainConfig) -> None:
         raise UsageError(f"data folder not found: {cfg.data}")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise UsageError(f"seed must be an int >= 0, got {cfg.seed!r}")
+    from .optim import SCHEDULES
+
+    if cfg.lr_schedule not in SCHEDULES:
+        raise UsageError(
+            f"lr_schedule must be one of {', '.join(SCHEDULES)}, got "
+            f"{cfg.lr_schedule!r}"
+        )
+    if not (math.isfinite(cfg.warmup_epochs) and cfg.warmup_epochs >= 0):
+        raise UsageError(f"warmup_epochs must be >= 0, got {cfg.warmup_epochs}")
+    if cfg.lr_schedule == "step" and cfg.lr_step_epochs < 1:
+        raise UsageError("the step schedule needs --lr-step-epochs >= 1")
+    if not 0 < cfg.lr_gamma <= 1:
+        raise UsageError(f"lr_gamma must be in (0, 1], got {cfg.lr_gamma}")
+    if cfg.init_weights is not None and not Path(cfg.init_weights).is_file():
+        raise UsageError(f"--init-weights file not found: {cfg.init_weights}")
+    try:
+        _augment(cfg, 0)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     every = cfg.save_every
     if isinstance(every, bool) or not isinstance(every, int) or every < 0:
         raise UsageError(
             f"save_every must be an int >= 0 (0: no numbered checkpoints), got "
             f"{every!r}"
         )
+
+
+def _augment(cfg: TrainConfig, ignore_index: int):
+    """The run's :class:`~npsegnet.augment.Augment`, or ``None`` without one."""
+    from .augment import Augment
+
+    augment = Augment(
+        flip=cfg.flip,
+        crop=cfg.crop,
+        scale_range=cfg.scale_jitter,
+        ignore_index=ignore_index,
+    )
+    return augment if augment.active else None
 
 
 def _model_kwargs(cfg: TrainConfig, num_classes: int) -> dict:
@@ -402,8 +462,14 @@ class _Run:
             else _model_kwargs(cfg, ds.num_classes)
         )
         self.model = _build_model(cfg.model, model_kwargs)
+        self.augment = _augment(cfg, ds.ignore_index)
+        step_size = cfg.crop if cfg.crop is not None else ds.image_size
         check_memory(
-            self.model, cfg.batch_size, ds.image_size, True, "--scale or --batch-size"
+            self.model,
+            cfg.batch_size,
+            step_size,
+            True,
+            "--scale, --crop or --batch-size",
         )
 
         if ckpt is not None:
@@ -472,6 +538,9 @@ class _Run:
         self.step = 0  # completed steps of epoch self.epoch + 1
         self.partial: dict = {}
         self.best = None  # best validation mIoU so far
+        if ckpt is None and cfg.init_weights is not None:
+            self.model.load_state_dict(_initial_state(cfg.init_weights, self.model))
+            self.log(f"initial weights from {cfg.init_weights}")
         if ckpt is not None:
             self.model.load_state_dict(ckpt["model_state"])
             self.optimizer.load_state_dict(ckpt["optimizer_state"])
@@ -509,6 +578,7 @@ class _Run:
         """Train one epoch (or its remainder after a resume), then evaluate."""
         from tqdm import tqdm
 
+        from .augment import batch_generator
         from .data import batches
 
         cfg = self.cfg
@@ -540,10 +610,15 @@ class _Run:
                     if index < skip:
                         continue  # done before the interruption
                     t0 = time.perf_counter()
+                    if self.augment is not None:
+                        x, y = self.augment(
+                            x, y, batch_generator(cfg.seed, epoch, index)
+                        )
                     phase = "forward"
                     loss = self.train_step(x, y, epoch, index)
                     self._check_finite("gradient", self.model.grads, epoch, index, loss)
                     phase = "update"
+                    self.optimizer.lr = self.lr_at(epoch, index, steps)
                     self.optimizer.step()
                     self._check_finite("weights", self.model.params, epoch, index, loss)
                     phase = "idle"
@@ -564,6 +639,21 @@ class _Run:
             self.end_epoch(epoch, partial)
         except KeyboardInterrupt:
             self.interrupted(epoch, steps, phase, partial, snapshot, epoch_rng_state)
+
+    def lr_at(self, epoch: int, index: int, steps: int) -> float:
+        """The learning rate of step ``index`` (0-based) of epoch ``epoch``."""
+        from .optim import scheduled_lr
+
+        cfg = self.cfg
+        return scheduled_lr(
+            self.lr,
+            (epoch - 1) * steps + index,
+            cfg.epochs * steps,
+            cfg.lr_schedule,
+            warmup_steps=round(cfg.warmup_epochs * steps),
+            step_every=cfg.lr_step_epochs * steps,
+            gamma=cfg.lr_gamma,
+        )
 
     def train_step(self, x, y, epoch: int, index: int) -> float:
         """Forward, loss and backward of one batch (the update is separate)."""
@@ -633,7 +723,7 @@ class _Run:
             "epoch": epoch,
             "train_loss": float(np.mean(losses)),
             "step_losses": losses,
-            "lr": self.lr,
+            "lr": self.optimizer.lr,  # of the epoch's last step
             "seconds": partial["seconds"],
             "images_per_second": partial["images"] / max(partial["seconds"], 1e-9),
         }
@@ -778,6 +868,9 @@ def _config_to_json(cfg: TrainConfig) -> dict:
     d["image_size"] = list(cfg.image_size)
     if isinstance(cfg.channels, tuple):
         d["channels"] = list(cfg.channels)
+    for key in ("crop", "scale_jitter"):
+        if d[key] is not None:
+            d[key] = list(d[key])
     return d
 
 
@@ -788,6 +881,9 @@ def _config_from_json(d: dict) -> dict:
         d["image_size"] = tuple(d["image_size"])
     if isinstance(d.get("channels"), list):
         d["channels"] = tuple(d["channels"])
+    for key in ("crop", "scale_jitter"):
+        if d.get(key) is not None:
+            d[key] = tuple(d[key])
     return d
 
 
@@ -858,6 +954,19 @@ def train(config: TrainConfig | None = None, callback=None, log=print) -> list[d
     return run.history
 
 
+def _initial_state(path, model) -> dict:
+    """Model state of a weights file or a checkpoint, checked against ``model``."""
+    from .checkpoint import is_checkpoint, load_checkpoint
+    from .models.io import _check_state_fits, read_weights
+
+    if is_checkpoint(path):
+        state = load_checkpoint(path)["model_state"]
+    else:
+        state = read_weights(path)[1]
+    _check_state_fits(model, state, f"--init-weights {path}")
+    return state
+
+
 def _remove_stale_temporaries(out: Path) -> None:
     """Delete ``.<name>.npz.<hex>.tmp`` files left by a run that was killed.
 
@@ -884,6 +993,17 @@ def _channels(text: str):
     if not values or any(v < 1 for v in values):
         raise ValueError(f"--channels must be positive, got {text!r}")
     return values[0] if len(values) == 1 else values
+
+
+def _pair(text: str):
+    parts = text.replace(" ", "").split(",")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"expected LOW,HIGH, got {text!r}") from None
+    if len(values) != 2:
+        raise ValueError(f"expected LOW,HIGH, got {text!r}")
+    return values
 
 
 def _image_size(text: str):
@@ -982,6 +1102,42 @@ def add_arguments(parser) -> None:
         help="do not draw predictions.png and training_curves.png",
     )  # fmt: skip
     s = parser.add_argument_group("synthetic data and small models")
+    a = parser.add_argument_group("schedule and augmentation")
+    a.add_argument(
+        "--lr-schedule", choices=("fixed", "step", "poly", "cosine"),
+        default=d.lr_schedule,
+        help="learning-rate schedule (default: %(default)s, the paper's)",
+    )  # fmt: skip
+    a.add_argument(
+        "--warmup-epochs", type=float, default=d.warmup_epochs, metavar="E",
+        help="linear learning-rate warm-up over E epochs (default: none)",
+    )  # fmt: skip
+    a.add_argument(
+        "--lr-step-epochs", type=int, default=d.lr_step_epochs, metavar="E",
+        help="step schedule: multiply the rate by --lr-gamma every E epochs",
+    )  # fmt: skip
+    a.add_argument(
+        "--lr-gamma", type=float, default=d.lr_gamma,
+        help="step schedule's factor (default: %(default)s)",
+    )  # fmt: skip
+    a.add_argument(
+        "--flip",
+        action="store_true",
+        help="random horizontal flips of the training images",
+    )
+    a.add_argument(
+        "--crop", type=_image_size, default=None, metavar="HxW",
+        help="train on random HxW windows of the (scaled) images",
+    )  # fmt: skip
+    a.add_argument(
+        "--scale-jitter", type=_pair, default=None, metavar="LOW,HIGH",
+        help="resize each training image by a random factor in [LOW, HIGH]",
+    )  # fmt: skip
+    a.add_argument(
+        "--init-weights", metavar="FILE", default=None,
+        help="start from these weights (weights file or checkpoint), e.g. a "
+        "half-resolution run to finish at full resolution",
+    )  # fmt: skip
     s.add_argument(
         "--num-images", type=int, default=d.num_images,
         help="synthetic training images (default: %(default)s)",
