@@ -54,7 +54,7 @@ import threading
 import numpy as np
 from numba import prange
 
-from .._checks import check_float_array
+from .._checks import check_float_array, check_positive_int
 from ..config import njit
 
 # Target size of the column (or product) buffer of one band. Larger bands mean
@@ -210,16 +210,28 @@ def _check_padding(padding) -> int:
     return int(padding)
 
 
-def _check_conv_args(x, weight, padding, xname="x"):
+def _check_conv_args(x, weight, padding, xname="x", groups=1):
     x = check_float_array(x, xname, ndim=4)
     weight = check_float_array(weight, "weight", ndim=4, dtype=x.dtype)
     padding = _check_padding(padding)
+    groups = check_positive_int(groups, "groups")
     N, C, H, W = x.shape
     F, C_w, KH, KW = weight.shape
-    if C_w != C:
+    if groups == 1 and C_w != C:
         raise ValueError(
             f"weight has {C_w} input channels (shape {weight.shape}) but {xname} "
             f"has C = {C} (shape {x.shape})"
+        )
+    if C_w * groups != C:
+        raise ValueError(
+            f"weight has {C_w} input channels per group (shape {weight.shape}), "
+            f"so groups={groups} needs C = {C_w * groups}, but {xname} has C = {C} "
+            f"(shape {x.shape})"
+        )
+    if F % groups:
+        raise ValueError(
+            f"weight has {F} filters (shape {weight.shape}), not a multiple of "
+            f"groups={groups}"
         )
     H_out = H + 2 * padding - KH + 1
     W_out = W + 2 * padding - KW + 1
@@ -311,18 +323,32 @@ def _is_pointwise(weight, pad):
     return weight.shape[2] == 1 and weight.shape[3] == 1 and pad == 0
 
 
-def conv2d_forward(x, weight, bias, padding):
+def _forward_groups(x, weight, bias, padding, groups, out):
+    """A grouped convolution is ``groups`` independent ones on channel slices."""
+    Cg, Fg = x.shape[1] // groups, weight.shape[0] // groups
+    for g in range(groups):
+        xs, fs = slice(g * Cg, (g + 1) * Cg), slice(g * Fg, (g + 1) * Fg)
+        out[:, fs] = conv2d_forward(x[:, xs], weight[fs], bias[fs], padding)
+    return out
+
+
+def conv2d_forward(x, weight, bias, padding, groups=1):
     """Convolve ``x`` with ``weight`` (stride 1, zero padding), add ``bias``.
 
     Parameters
     ----------
     x : ndarray of shape (N, C_in, H, W)
         float32 or float64.
-    weight : ndarray of shape (C_out, C_in, KH, KW)
+    weight : ndarray of shape (C_out, C_in / groups, KH, KW)
         Same dtype as ``x`` (PyTorch layout).
     bias : ndarray of shape (C_out,) or None
     padding : int
         Zeros added on each side of both spatial axes.
+    groups : int
+        Split the input and output channels into ``groups`` blocks, filter
+        block ``g`` seeing input block ``g`` only (``C_in`` and ``C_out``
+        divisible by it); ``groups = C_in`` is a depthwise convolution. The
+        ``groups = 1`` path is untouched by this option.
 
     Returns
     -------
@@ -336,9 +362,10 @@ def conv2d_forward(x, weight, bias, padding):
     -----
     ``out[n, f, i, j] = bias[f] + sum_{c, kh, kw} weight[f, c, kh, kw] *
     xp[n, c, i + kh, j + kw]`` (cross-correlation, as every deep-learning
-    library), computed as described in the module docstring.
+    library), computed as described in the module docstring. With groups,
+    ``c`` runs over the input block of ``f``'s group only.
     """
-    x, weight, padding, out_shape = _check_conv_args(x, weight, padding)
+    x, weight, padding, out_shape = _check_conv_args(x, weight, padding, groups=groups)
     F = weight.shape[0]
     if bias is None:
         bias = np.zeros(F, dtype=x.dtype)
@@ -347,6 +374,8 @@ def conv2d_forward(x, weight, bias, padding):
         if bias.shape != (F,):
             raise ValueError(f"bias must have shape ({F},), got {bias.shape}")
     out = np.empty(out_shape, dtype=x.dtype)
+    if groups > 1:
+        return _forward_groups(x, weight, bias, padding, groups, out)
     if _is_pointwise(weight, padding):
         N, C, H, W = x.shape
         np.matmul(
@@ -360,7 +389,22 @@ def conv2d_forward(x, weight, bias, padding):
 # --------------------------------------------------------------------------
 # backward
 # --------------------------------------------------------------------------
-def conv2d_backward(dout, x, weight, padding, need_dx=True):
+def _backward_groups(dout, x, weight, padding, groups, need_dx):
+    """The gradients of :func:`_forward_groups`, group by group."""
+    Cg, Fg = x.shape[1] // groups, weight.shape[0] // groups
+    dx = np.empty_like(x) if need_dx else None
+    dweight = np.empty_like(weight)
+    for g in range(groups):
+        xs, fs = slice(g * Cg, (g + 1) * Cg), slice(g * Fg, (g + 1) * Fg)
+        dx_g, dweight[fs], _ = conv2d_backward(
+            dout[:, fs], x[:, xs], weight[fs], padding, need_dx=need_dx
+        )
+        if need_dx:
+            dx[:, xs] = dx_g
+    return dx, dweight, dout.sum(axis=(0, 2, 3))
+
+
+def conv2d_backward(dout, x, weight, padding, need_dx=True, groups=1):
     """Gradients of :func:`conv2d_forward` given the upstream gradient.
 
     Parameters
@@ -369,29 +413,33 @@ def conv2d_backward(dout, x, weight, padding, need_dx=True):
         Gradient of the loss with respect to the output.
     x : ndarray of shape (N, C_in, H, W)
         The forward input.
-    weight : ndarray of shape (C_out, C_in, KH, KW)
+    weight : ndarray of shape (C_out, C_in / groups, KH, KW)
     padding : int
     need_dx : bool
         Compute ``dx`` (the first layer of a network does not need it).
+    groups : int
+        As in :func:`conv2d_forward`.
 
     Returns
     -------
     dx : ndarray of shape (N, C_in, H, W) or None
         None when ``need_dx`` is False.
-    dweight : ndarray of shape (C_out, C_in, KH, KW)
+    dweight : ndarray of shape (C_out, C_in / groups, KH, KW)
     dbias : ndarray of shape (C_out,)
 
     Shape
     -----
     As the forward input, weight and bias.
     """
-    x, weight, padding, out_shape = _check_conv_args(x, weight, padding)
+    x, weight, padding, out_shape = _check_conv_args(x, weight, padding, groups=groups)
     dout = check_float_array(dout, "dout", ndim=4, dtype=x.dtype)
     if dout.shape != out_shape:
         raise ValueError(
             f"dout must have the shape of the forward output {out_shape}, "
             f"got {dout.shape}"
         )
+    if groups > 1:
+        return _backward_groups(dout, x, weight, padding, groups, need_dx)
     N, C, H, W = x.shape
     F, _, KH, KW = weight.shape
     _, _, H_out, W_out = out_shape

@@ -23,7 +23,11 @@ class Conv2D(Module):
     """2-d convolution with stride 1 and zero padding, weights in PyTorch layout.
 
     Every convolution of SegNet-Basic (7x7, pad 3) and SegNet (3x3, pad 1) and
-    the 1x1 classifier is one of these. ``forward`` keeps the input for
+    the 1x1 classifier is one of these; with ``groups = in_channels`` it is
+    the depthwise (single-channel) filter of the paper's
+    SegNet-Basic-SingleChannelDecoder. The twin of ``torch.nn.Conv2d(
+    in_channels, out_channels, kernel_size, padding=padding, groups=groups,
+    bias=bias)``. ``forward`` keeps the input for
     ``backward``, which returns ``dx`` and **adds** ``dweight`` and ``dbias``
     to ``grads`` (``+=``; call ``zero_grad()`` between steps).
 
@@ -45,6 +49,11 @@ class Conv2D(Module):
         float32 (default) or float64.
     seed : int, numpy.random.Generator or None
         Source of the initial weights.
+    groups : int
+        Split the channels into ``groups`` blocks, filter block ``g`` seeing
+        input block ``g`` only; ``in_channels`` and ``out_channels`` must be
+        divisible by it. The weight is ``(C_out, C_in / groups, k, k)``.
+        ``groups = in_channels = out_channels`` is a depthwise convolution.
 
     Attributes
     ----------
@@ -64,10 +73,12 @@ class Conv2D(Module):
     -----
     ``out[n, f, i, j] = bias[f] + sum_{c, kh, kw} weight[f, c, kh, kw] *
     xp[n, c, i + kh, j + kw]`` with ``xp`` the padded input (a
-    cross-correlation, as Caffe and PyTorch). Weights are drawn as SegNet's
+    cross-correlation, as Caffe and PyTorch); with groups ``c`` runs over
+    the input block of ``f``'s group. Weights are drawn as SegNet's
     Caffe models do (``weight_filler { type: "msra" }``, He et al. 2015):
-    normal with mean 0 and standard deviation ``sqrt(2 / (C_in * k * k))``;
-    biases start at 0.
+    normal with mean 0 and standard deviation
+    ``sqrt(2 / (C_in / groups * k * k))`` (the fan-in of one filter); biases
+    start at 0.
 
     Examples
     --------
@@ -92,6 +103,7 @@ class Conv2D(Module):
         bias=True,
         dtype=DEFAULT_DTYPE,
         seed=None,
+        groups=1,
     ):
         super().__init__(dtype=dtype)
         if self.dtype.name not in ("float32", "float64"):
@@ -109,11 +121,23 @@ class Conv2D(Module):
                 )
             padding = k // 2
         self.padding = check_positive_int(padding, "padding", minimum=0)
+        self.groups = check_positive_int(groups, "groups")
+        for name in ("in_channels", "out_channels"):
+            channels = getattr(self, name)
+            if channels % self.groups:
+                raise ValueError(
+                    f"{name} ({channels}) must be divisible by groups ({self.groups})"
+                )
         self.need_dx = True
         rng = np.random.default_rng(seed)
-        std = np.sqrt(2.0 / (self.in_channels * k * k))
+        fan_in = self.in_channels // self.groups * k * k
         self.add_param(
-            "weight", rng.normal(0.0, std, size=(self.out_channels, in_channels, k, k))
+            "weight",
+            rng.normal(
+                0.0,
+                np.sqrt(2.0 / fan_in),
+                size=(self.out_channels, self.in_channels // self.groups, k, k),
+            ),
         )
         if bias:
             self.add_param("bias", np.zeros(self.out_channels))
@@ -129,8 +153,13 @@ class Conv2D(Module):
         self.need_dx = bool(value)
 
     @property
+    def _groups_kwarg(self) -> dict:
+        # groups=1 calls the kernels exactly as before groups existed
+        return {"groups": self.groups} if self.groups != 1 else {}
+
+    @property
     def weight(self) -> np.ndarray:
-        """The filters, shape ``(C_out, C_in, k, k)``."""
+        """The filters, shape ``(C_out, C_in / groups, k, k)``."""
         return self._params["weight"]
 
     @property
@@ -156,7 +185,9 @@ class Conv2D(Module):
                 f"x has C = {x.shape[1]} channels (shape {x.shape}) but the layer "
                 f"has in_channels = {self.in_channels}"
             )
-        out = conv2d_forward(x, self.weight, self.bias, self.padding)
+        out = conv2d_forward(
+            x, self.weight, self.bias, self.padding, **self._groups_kwarg
+        )
         self._cache = ConvCache(x=x, out_shape=out.shape)
         return out
 
@@ -183,7 +214,12 @@ class Conv2D(Module):
                 f"{cache.out_shape}"
             )
         dx, dweight, dbias = conv2d_backward(
-            dout, cache.x, self.weight, self.padding, need_dx=self.need_dx
+            dout,
+            cache.x,
+            self.weight,
+            self.padding,
+            need_dx=self.need_dx,
+            **self._groups_kwarg,
         )
         self._grads["weight"] += dweight
         if "bias" in self._grads:
@@ -191,8 +227,9 @@ class Conv2D(Module):
         return dx
 
     def __repr__(self) -> str:
+        groups = f", groups={self.groups}" if self.groups != 1 else ""
         return (
             f"Conv2D({self.in_channels}, {self.out_channels}, "
             f"kernel_size={self.kernel_size}, padding={self.padding}, "
-            f"bias={'bias' in self._params}, dtype={self.dtype.name})"
+            f"bias={'bias' in self._params}, dtype={self.dtype.name}{groups})"
         )

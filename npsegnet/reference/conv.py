@@ -18,16 +18,30 @@ def _pad(x, padding):
     return np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
 
 
-def conv2d_forward(x, weight, bias, padding):
+def _group_slices(x, weight, groups):
+    """Channel slices ``(inputs, filters)`` of each group."""
+    Cg, Fg = x.shape[1] // groups, weight.shape[0] // groups
+    return [
+        (slice(g * Cg, (g + 1) * Cg), slice(g * Fg, (g + 1) * Fg))
+        for g in range(groups)
+    ]
+
+
+def conv2d_forward(x, weight, bias, padding, groups=1):
     """Convolve ``x`` with ``weight`` (stride 1, zero padding), add ``bias``.
 
     Parameters
     ----------
     x : ndarray of shape (N, C_in, H, W)
-    weight : ndarray of shape (C_out, C_in, KH, KW)
+    weight : ndarray of shape (C_out, C_in / groups, KH, KW)
     bias : ndarray of shape (C_out,) or None
     padding : int
         Zeros added on each side of both spatial axes.
+    groups : int
+        Split the channels into ``groups`` blocks: filter block ``g`` sees
+        input block ``g`` only (``C_in`` and ``C_out`` divisible by
+        ``groups``); ``groups = C_in`` filters each channel on its own
+        (depthwise).
 
     Returns
     -------
@@ -45,7 +59,18 @@ def conv2d_forward(x, weight, bias, padding):
               xp[n, c, i + kh, j + kw],
 
     a cross-correlation (the kernel is not flipped), as in Caffe and PyTorch.
+    With groups, ``c`` runs over the input channels of ``f``'s group only:
+    the layer is ``groups`` independent convolutions side by side.
     """
+    if groups > 1:
+        out = np.concatenate(
+            [
+                conv2d_forward(x[:, xs], weight[fs], None, padding)
+                for xs, fs in _group_slices(x, weight, groups)
+            ],
+            axis=1,
+        )
+        return out if bias is None else out + bias[None, :, None, None]
     F, _, KH, KW = weight.shape
     xp = _pad(x, padding)
     H_out = xp.shape[2] - KH + 1
@@ -60,7 +85,7 @@ def conv2d_forward(x, weight, bias, padding):
     return out
 
 
-def conv2d_backward(dout, x, weight, padding, need_dx=True):
+def conv2d_backward(dout, x, weight, padding, need_dx=True, groups=1):
     """Gradients of :func:`conv2d_forward` given the upstream gradient ``dout``.
 
     Parameters
@@ -68,15 +93,17 @@ def conv2d_backward(dout, x, weight, padding, need_dx=True):
     dout : ndarray of shape (N, C_out, H_out, W_out)
     x : ndarray of shape (N, C_in, H, W)
         The forward input.
-    weight : ndarray of shape (C_out, C_in, KH, KW)
+    weight : ndarray of shape (C_out, C_in / groups, KH, KW)
     padding : int
     need_dx : bool
         Compute ``dx``; the first layer of a network needs none.
+    groups : int
+        As in :func:`conv2d_forward`.
 
     Returns
     -------
     dx : ndarray of shape (N, C_in, H, W) or None
-    dweight : ndarray of shape (C_out, C_in, KH, KW)
+    dweight : ndarray of shape (C_out, C_in / groups, KH, KW)
     dbias : ndarray of shape (C_out,)
 
     Shape
@@ -90,8 +117,17 @@ def conv2d_backward(dout, x, weight, padding, need_dx=True):
     ``dweight[:, :, kh, kw]`` contracts ``dout`` with that window over
     ``n, i, j``, and ``dout`` times ``weight[:, :, kh, kw]`` is added back into
     the window's place in ``dxp``. ``dx`` is ``dxp`` without its padding.
-    ``dbias`` sums ``dout`` over ``n, i, j``.
+    ``dbias`` sums ``dout`` over ``n, i, j``. With groups, each group's
+    gradients are those of its own convolution.
     """
+    if groups > 1:
+        parts = [
+            conv2d_backward(dout[:, fs], x[:, xs], weight[fs], padding, need_dx)
+            for xs, fs in _group_slices(x, weight, groups)
+        ]
+        dx = np.concatenate([p[0] for p in parts], axis=1) if need_dx else None
+        dweight = np.concatenate([p[1] for p in parts], axis=0)
+        return dx, dweight, dout.sum(axis=(0, 2, 3))
     F, _, KH, KW = weight.shape
     H, W = x.shape[2], x.shape[3]
     H_out, W_out = dout.shape[2], dout.shape[3]
