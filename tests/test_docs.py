@@ -102,6 +102,7 @@ def test_notebook_pages_show_their_figures(site):
         # docs_dir, and the page offers the notebook itself for download.
         assert f'href="{stem}/"' in index, f"docs/notebooks.md does not link {stem}/"
         assert (page.parent / name).is_file(), f"{name} is not downloadable"
+        assert f'href="{name}" download' in html, f"{name}: no download link"
     home = (site / "index.html").read_text(encoding="utf-8")
     for name in names:  # the hook put them in the navigation, on every page
         assert f'href="notebooks/{name.removesuffix(".ipynb")}/"' in home, name

@@ -8,7 +8,9 @@ notebook it lists (in its order):
   ``mkdocs-jupyter`` plugin (``execute: false``) renders it, outputs and figures
   as they were committed, at ``notebooks/NAME/``, and a Markdown link to
   ``notebooks/NAME.ipynb`` from a docs page resolves to that page;
-- puts it in the navigation under the Notebooks page.
+- puts it in the navigation under the Notebooks page;
+- adds, under the page's title, a link to the ``.ipynb`` itself, which
+  ``include_source`` copies beside the page.
 
 A new notebook therefore needs only its row in ``notebooks/README.md``.
 """
@@ -74,3 +76,16 @@ def on_files(files, config, **kwargs):
             )
         )
     return files
+
+
+def on_page_content(html, page, config, files, **kwargs):
+    name = Path(page.file.src_uri).name
+    if not (page.file.src_uri.startswith("notebooks/") and name.endswith(".ipynb")):
+        return html
+    link = (
+        f'<p><em>This page is the notebook <a href="{name}" download>'
+        f"<code>{name}</code></a> as committed, with its outputs; download it to "
+        "run it (it needs <code>npsegnet</code> installed).</em></p>"
+    )
+    head, sep, rest = html.partition("</h1>")
+    return head + sep + link + rest if sep else link + html
