@@ -289,7 +289,8 @@ def add_arguments(parser) -> None:
         "--scale",
         type=float,
         default=None,
-        help="CamVid resize factor (default: the one used in training)",
+        help="CamVid resize factor (default: 1.0, the paper's 360x480, whatever "
+        "the training resolution)",
     )
     parser.add_argument("--batch-size", type=int, default=4, help="default: 4")
     parser.add_argument(
@@ -368,7 +369,12 @@ def _run(args) -> int:
     model, config = load_for_inference(args.checkpoint)
     transform = make_transform(resolve_normalization(config, args.normalization))
     data = _data_for_evaluation(config, args.data)
-    dataset = make_dataset(data, args.split, data_path=args.data, scale=args.scale)
+    # CamVid is scored at the paper's 360x480 unless asked otherwise, even for
+    # a model trained at another resolution: that is what the paper reports.
+    scale = args.scale
+    if scale is None and data["kind"] == "camvid":
+        scale = 1.0
+    dataset = make_dataset(data, args.split, data_path=args.data, scale=scale)
     if dataset.num_classes != model.num_classes:
         raise UsageError(
             f"the model predicts {model.num_classes} classes but the data set has "
@@ -385,9 +391,13 @@ def _run(args) -> int:
     result["split"] = args.split
     result["data"] = where
     result["checkpoint"] = str(args.checkpoint)
+    h, w = dataset.image_size
+    result["resolution"] = [int(h), int(w)]
+    result["bn_statistics"] = _bn_provenance(config)
     title = (
-        f"{config['model']} on {where} {args.split} ({result['num_images']} images, "
-        f"{dataset.image_size[0]}x{dataset.image_size[1]})"
+        f"{config['model']} on {where}, split {args.split!r} "
+        f"({result['num_images']} images scored at {h}x{w}; batch-norm "
+        f"statistics {result['bn_statistics']})"
     )
     print(format_metrics(result, title))
     if args.json:
@@ -396,6 +406,20 @@ def _run(args) -> int:
         out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"metrics written to {out}")
     return 0
+
+
+def _bn_provenance(config: dict) -> str:
+    """How the batch-norm statistics of a saved model were obtained."""
+    train = config.get("train") or {}
+    data = config.get("data") or {}
+    if train.get("recompute_bn"):
+        where = "synthetic" if data.get("kind") == "synthetic" else "CamVid"
+        scale = data.get("scale")
+        at = f" at scale {scale}" if scale not in (None, 1.0) else ""
+        return f"recomputed over the {where} training set{at} after training"
+    if train:
+        return "the running averages of training (not recomputed)"
+    return "as stored in the weights file"
 
 
 def _guarded(func, args) -> int:

@@ -171,14 +171,22 @@ def test_camvid_train_evaluate_predict(mini_camvid, tmp_path, capsys):
 
     target = tmp_path / "val.json"
     rc = main(["evaluate", "--checkpoint", str(out / "latest.npz"), "--data",
-               str(mini_camvid), "--json", str(target)])  # fmt: skip
+               str(mini_camvid), "--json", str(target), "--scale", "0.1"])  # fmt: skip
     assert rc == 0
+    assert (
+        "scored at 36x48; batch-norm statistics recomputed" in capsys.readouterr().out
+    )
     result = json.loads(target.read_text())
     assert result["num_images"] == 2 and len(result["per_class_iou"]) == 11
+    assert result["resolution"] == [36, 48] and result["split"] == "val"
     assert (
         result["confusion_matrix"]
         == json.loads((out / "metrics.json").read_text())["confusion_matrix"]
     )
+    # CamVid is scored at the paper's 360x480 unless --scale says otherwise
+    rc = main(["evaluate", "--checkpoint", str(out / "latest.npz"), "--data",
+               str(mini_camvid), "--json", str(target)])  # fmt: skip
+    assert rc == 0 and json.loads(target.read_text())["resolution"] == [360, 480]
 
     image = sorted((mini_camvid / "val").iterdir())[0]
     rc = main(["predict", "--checkpoint", str(out / "model.npz"), str(image),
