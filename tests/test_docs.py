@@ -21,6 +21,7 @@ DOCS_DEPS = {
     "mkdocstrings": "mkdocstrings",
     "mkdocstrings_handlers.python": "mkdocstrings-python",
     "mkdocs_jupyter": "mkdocs-jupyter",
+    "latex2mathml": "latex2mathml",
 }
 
 
@@ -103,6 +104,15 @@ def test_notebook_pages_show_their_figures(site):
         assert f'href="{stem}/"' in index, f"docs/notebooks.md does not link {stem}/"
         assert (page.parent / name).is_file(), f"{name} is not downloadable"
         assert f'href="{name}" download' in html, f"{name}: no download link"
+        # The maths of the Markdown cells is MathML, no TeX left for MathJax.
+        cells = re.findall(
+            r'<div class="jp-RenderedHTMLCommon jp-RenderedMarkdown[^>]*>(.*?)</div>',
+            html,
+            flags=re.S,
+        )
+        prose = [re.sub(r"<(pre|code)\b.*?</\1>", "", c, flags=re.S) for c in cells]
+        tex = [c for c in prose if "$" in c]
+        assert not tex, f"{name}: maths left as TeX: {tex[0][:200]}"
     home = (site / "index.html").read_text(encoding="utf-8")
     for name in names:  # the hook put them in the navigation, on every page
         assert f'href="notebooks/{name.removesuffix(".ipynb")}/"' in home, name

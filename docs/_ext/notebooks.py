@@ -10,16 +10,21 @@ notebook it lists (in its order):
   ``notebooks/NAME.ipynb`` from a docs page resolves to that page;
 - puts it in the navigation under the Notebooks page;
 - adds, under the page's title, a link to the ``.ipynb`` itself, which
-  ``include_source`` copies beside the page.
+  ``include_source`` copies beside the page;
+- typesets the ``$...$`` and ``$$...$$`` maths of the Markdown cells as MathML
+  (``latex2mathml``), which browsers display natively: no MathJax to fetch, so
+  the pages read offline like the rest of the site.
 
 A new notebook therefore needs only its row in ``notebooks/README.md``.
 """
 
 from __future__ import annotations
 
+import html as html_lib
 import re
 from pathlib import Path
 
+from latex2mathml.converter import convert as latex_to_mathml
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
@@ -29,6 +34,13 @@ INDEX = REPO / "notebooks" / "README.md"
 # The same pattern as tests/test_notebooks_index.py: 01_some_name.ipynb
 NAME = re.compile(r"\b(\d\d_[A-Za-z0-9_]+\.ipynb)\b")
 NAV_PAGE = "notebooks.md"
+# The rendered Markdown cells of a notebook page (they hold no nested div).
+MARKDOWN_CELL = re.compile(
+    r'(<div class="jp-RenderedHTMLCommon jp-RenderedMarkdown[^>]*>)(.*?)(</div>)', re.S
+)
+CODE = re.compile(r"(<pre\b.*?</pre>|<code\b.*?</code>)", re.S)
+DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
+INLINE_MATH = re.compile(r"(?<![\\$\w])\$(?=\S)([^$]+?)(?<=\S)\$(?![\w$])")
 
 
 def listed_notebooks() -> list[str]:
@@ -88,4 +100,29 @@ def on_page_content(html, page, config, files, **kwargs):
         "run it (it needs <code>npsegnet</code> installed).</em></p>"
     )
     head, sep, rest = html.partition("</h1>")
-    return head + sep + link + rest if sep else link + html
+    html = head + sep + link + rest if sep else link + html
+    return MARKDOWN_CELL.sub(
+        lambda m: m.group(1) + _typeset(m.group(2)) + m.group(3), html
+    )
+
+
+def _mathml(tex: str, display: str) -> str | None:
+    try:
+        return latex_to_mathml(html_lib.unescape(tex.strip()), display=display)
+    except Exception:  # leave what cannot be converted as the TeX it was
+        return None
+
+
+def _typeset(fragment: str) -> str:
+    """Maths of one rendered Markdown cell as MathML, code spans left alone."""
+
+    def display(m):
+        return _mathml(m.group(1), "block") or m.group(0)
+
+    def inline(m):
+        return _mathml(m.group(1), "inline") or m.group(0)
+
+    parts = CODE.split(fragment)
+    for i in range(0, len(parts), 2):  # even parts are outside <pre>/<code>
+        parts[i] = INLINE_MATH.sub(inline, DISPLAY_MATH.sub(display, parts[i]))
+    return "".join(parts)
