@@ -80,12 +80,15 @@ def test_reference_is_block_diagonal_dense_conv(rng, groups, C, F):
 SHAPES = [
     # N, C_in, C_out, H, W, k, padding, groups
     (1, 4, 6, 7, 9, 3, 1, 2),  # batch 1, odd sizes
-    (2, 6, 6, 7, 5, 7, 3, 6),  # depthwise 7x7 (SegNet-Basic's size)
+    (2, 6, 6, 7, 5, 7, 3, 6),  # depthwise 7x7 (SegNet-Basic's size): own loops
     (2, 3, 6, 5, 7, 5, 2, 3),  # depthwise with a channel multiplier of 2
     (1, 6, 3, 6, 5, 3, 0, 3),  # valid convolution, one filter per group
     (2, 4, 4, 5, 6, 1, 0, 2),  # 1x1: the per-image GEMM path
     (1, 4, 8, 4, 5, 3, 4, 4),  # padding > kernel
     (2, 40, 4, 5, 6, 3, 1, 2),  # C / groups * k * k = 180: the row path
+    (2, 3, 3, 6, 7, 5, 0, 3),  # depthwise, valid
+    (1, 4, 4, 5, 3, 1, 0, 4),  # depthwise 1x1: a per-channel scale
+    (2, 2, 2, 3, 4, 7, 3, 2),  # depthwise, kernel larger than the map
 ]
 
 
