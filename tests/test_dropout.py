@@ -123,3 +123,11 @@ def test_bad_input():
         K.dropout_forward(x, np.ones((3, 2), bool), 0.5)
     with pytest.raises(ValueError, match=r"p must be in \[0, 1\)"):
         K.dropout_backward(x, np.ones((2, 3), bool), 1.0)
+
+
+def test_mask_twins_draw_the_same_mask():
+    a = R.dropout_mask((2, 3, 5, 7), 0.3, np.random.default_rng(4))
+    b = K.dropout_mask((2, 3, 5, 7), 0.3, np.random.default_rng(4))
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="p must be in"):
+        K.dropout_mask((2, 2), 1.0, np.random.default_rng(0))

@@ -1,7 +1,7 @@
 """Dropout kernels: the Numba twins of :mod:`npsegnet.reference.dropout`.
 
 Forward and backward are the same one-pass masked scaling; the mask comes from
-the caller (:func:`npsegnet.reference.dropout.dropout_mask`, used by the layer).
+the caller (:func:`dropout_mask`, which the layer calls with its generator).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from numba import prange
 
 from .._checks import check_float_array
 from ..config import njit
-from .relu import _rows
+from ._layout import _rows
 
 
 @njit(parallel=True)
@@ -86,3 +86,24 @@ def dropout_backward(dout, mask, p):
     dx : ndarray of the shape and dtype of ``dout``
     """
     return _apply(dout, mask, p, "dout")
+
+
+def dropout_mask(shape, p, rng):
+    """Draw a keep-mask: each entry is True with probability ``1 - p``.
+
+    The same draws as :func:`npsegnet.reference.dropout.dropout_mask` (the
+    generator decides; there is no loop to compile).
+
+    Parameters
+    ----------
+    shape : tuple of int
+    p : float
+        Drop probability in [0, 1).
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    mask : ndarray of bool of shape ``shape``
+    """
+    # float32 uniforms on the grid k / 2**24: P(u >= p) = 1 - p up to 6e-8
+    return rng.random(shape, dtype=np.float32) >= np.float32(check_p(p))

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from .._checks import bad_target_message, check_loss_inputs
 from ..config import njit
-from ..reference.loss import bad_target_message, check_loss_inputs
 
 
 @njit(parallel=True)

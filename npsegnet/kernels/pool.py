@@ -26,14 +26,15 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .._checks import check_float_array, check_int_array
-from ..config import njit
-from ..reference.pool import (
+from .._checks import (
     _check_backward_args,
     _check_pool_args,
     _check_unpool_args,
     _raise_index_error,
+    check_float_array,
+    check_int_array,
 )
+from ..config import njit
 
 __all__ = [
     "maxpool2d_forward",

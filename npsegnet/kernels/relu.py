@@ -12,8 +12,7 @@ from numba import prange
 
 from .._checks import check_float_array
 from ..config import njit
-
-CHUNK = 1 << 15  # values per parallel task for arrays that are not 4-d
+from ._layout import _rows
 
 
 @njit(parallel=True)
@@ -40,17 +39,6 @@ def _relu_bwd(dout, out, dx):
         dr = dx[r]
         for i in range(L):
             dr[i] = gr[i] if orow[i] > zero else zero
-
-
-def _rows(a):
-    """A 2-d view: (N * C, H * W) for NCHW, else flat chunks of CHUNK values."""
-    if a.ndim == 4:
-        N, C, H, W = a.shape
-        return a.reshape(N * C, H * W)
-    flat = a.reshape(-1)
-    if flat.size % CHUNK == 0 and flat.size > 0:
-        return flat.reshape(-1, CHUNK)
-    return flat.reshape(1, -1)
 
 
 def relu_forward(x):

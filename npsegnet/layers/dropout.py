@@ -6,8 +6,7 @@ import numpy as np
 
 from .._checks import check_float_array
 from ..config import DEFAULT_DTYPE
-from ..kernels.dropout import check_p, dropout_backward, dropout_forward
-from ..reference.dropout import dropout_mask
+from ..kernels.dropout import check_p, dropout_backward, dropout_forward, dropout_mask
 from .base import Module
 
 

@@ -6,13 +6,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._checks import check_loss_inputs
 from ..config import DEFAULT_DTYPE
 from ..kernels.loss import (
     softmax_cross_entropy_backward,
     softmax_cross_entropy_forward,
     softmax_cross_entropy_fused,
 )
-from ..reference.loss import check_loss_inputs
 from .base import Module
 
 

@@ -23,11 +23,17 @@ Conventions (as PyTorch's ``max_pool2d(..., return_indices=True)`` and
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from .._checks import check_float_array, check_int_array, check_pair
+from .._checks import (  # the checks are shared with the kernels
+    _check_backward_args,
+    _check_index_range,
+    _check_pool_args,
+    _check_unpool_args,
+    check_float_array,
+    check_int_array,
+    pool_output_size,
+)
 
 __all__ = [
     "pool_output_size",
@@ -36,125 +42,6 @@ __all__ = [
     "maxunpool2d_forward",
     "maxunpool2d_backward",
 ]
-
-
-def pool_output_size(size: int, kernel: int, stride: int, ceil_mode: bool) -> int:
-    """Length of the pooled axis: PyTorch's rule without padding.
-
-    ``floor((size - kernel) / stride) + 1``, or with ``ceil_mode``
-    ``ceil((size - kernel) / stride) + 1`` less one if the last window would
-    start outside the input (it may hang over the edge, never start past it).
-    May be < 1, which the callers reject.
-    """
-    if ceil_mode:
-        out = math.ceil((size - kernel) / stride) + 1
-        if (out - 1) * stride >= size:
-            out -= 1
-        return out
-    return (size - kernel) // stride + 1
-
-
-# -- argument checks shared with npsegnet.kernels.pool --------------------------
-def _check_pool_args(x, kernel_size, stride, ceil_mode):
-    """Check maxpool2d_forward's arguments.
-
-    Returns x, (KH, KW), (SH, SW) and the pooled size (H_out, W_out).
-    """
-    x = check_float_array(x, "x", ndim=4)
-    kernel = check_pair(kernel_size, "kernel_size")
-    step = check_pair(stride, "stride")
-    if not isinstance(ceil_mode, (bool, np.bool_)):
-        raise TypeError(f"ceil_mode must be a bool, got {type(ceil_mode).__name__}")
-    H, W = x.shape[2:]
-    out = tuple(
-        pool_output_size(n, k, s, bool(ceil_mode))
-        for n, k, s in zip((H, W), kernel, step, strict=True)
-    )
-    if min(out) < 1:
-        raise ValueError(
-            f"kernel_size {kernel} is larger than the input x of spatial size "
-            f"{(H, W)} (stride {step}, ceil_mode={bool(ceil_mode)}): "
-            f"the pooled size would be {out}"
-        )
-    return x, kernel, step, out
-
-
-def _check_shape4(shape, name):
-    """A 4-tuple of positive ints (an array shape), e.g. ``input_shape``."""
-    if not isinstance(shape, (tuple, list)) or len(shape) != 4:
-        raise ValueError(f"{name} must be a 4-tuple (N, C, H, W), got {shape!r}")
-    for d, v in enumerate(shape):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (d >= 2):
-            raise ValueError(
-                f"{name} must hold ints N, C >= 0 and H, W >= 1, got {shape!r}"
-            )
-    return tuple(int(v) for v in shape)
-
-
-def _check_indices(indices, like, like_name):
-    """Integer indices of the shape of ``like``, returned as C-contiguous int64."""
-    indices = check_int_array(indices, "indices", ndim=4)
-    if indices.shape != like.shape:
-        raise ValueError(
-            f"indices must have the shape of {like_name} {like.shape}, "
-            f"got {indices.shape}"
-        )
-    return np.ascontiguousarray(indices, dtype=np.int64)
-
-
-def _check_index_range(indices, H, W, what):
-    """Every index must address a cell of an (H, W) plane."""
-    if indices.size == 0:
-        return
-    lo, hi = int(indices.min()), int(indices.max())
-    if lo < 0 or hi >= H * W:
-        bad = lo if lo < 0 else hi
-        _raise_index_error(bad, H, W, what)
-
-
-def _raise_index_error(bad, H, W, what):
-    raise ValueError(
-        f"indices out of range: found {bad}, but each (n, c) plane of the {what} "
-        f"has {H}x{W} = {H * W} cells (valid indices 0..{H * W - 1})"
-    )
-
-
-def _check_backward_args(dout, indices, input_shape):
-    dout = check_float_array(dout, "dout", ndim=4)
-    indices = _check_indices(indices, dout, "dout")
-    input_shape = _check_shape4(input_shape, "input_shape")
-    if input_shape[:2] != dout.shape[:2]:
-        raise ValueError(
-            f"input_shape {input_shape} and dout {dout.shape} disagree on (N, C)"
-        )
-    return dout, indices, input_shape
-
-
-def _output_hw(output_size, x):
-    """``output_size`` as (H, W) or a full (N, C, H, W) shape; return (H, W)."""
-    if not isinstance(output_size, (tuple, list)) or len(output_size) not in (2, 4):
-        raise ValueError(
-            "output_size must be (H, W) or a full shape (N, C, H, W), "
-            f"got {output_size!r}"
-        )
-    for v in output_size:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(
-                f"output_size must hold positive ints, got {output_size!r}"
-            )
-    if len(output_size) == 4 and tuple(output_size[:2]) != x.shape[:2]:
-        # PyTorch ignores the leading two entries; a mismatch here is a bug upstream.
-        raise ValueError(
-            f"output_size {tuple(output_size)} and x {x.shape} disagree on (N, C)"
-        )
-    return int(output_size[-2]), int(output_size[-1])
-
-
-def _check_unpool_args(x, indices, output_size):
-    x = check_float_array(x, "x", ndim=4)
-    indices = _check_indices(indices, x, "x")
-    H_out, W_out = _output_hw(output_size, x)
-    return x, indices, (H_out, W_out)
 
 
 # -- the four ops ------------------------------------------------------------------
