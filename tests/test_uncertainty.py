@@ -1,0 +1,127 @@
+"""Monte-Carlo dropout and the measures of its uncertainty, on hand-worked cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from npsegnet.layers import Dropout, Module
+from npsegnet.models import SegNetBasic
+from npsegnet.uncertainty import (
+    MCResult,
+    UncertaintyMetrics,
+    auroc,
+    expected_calibration_error,
+    mc_dropout,
+    predictive_entropy,
+    reliability_bins,
+    softmax,
+)
+
+
+def test_auroc_hand_worked():
+    # pairs (wrong, right): (.9,.8) (.9,.1) (.3,.1) ranked right, (.3,.8) not
+    assert auroc([0.9, 0.8, 0.3, 0.1], [True, False, True, False]) == 0.75
+    assert auroc([1, 1, 1, 1], [True, False, True, False]) == 0.5  # all ties
+    assert auroc([3, 2, 1], [True, False, False]) == 1.0
+    assert auroc([1, 2, 3], [True, False, False]) == 0.0
+    assert math.isnan(auroc([1, 2], [True, True]))
+    with pytest.raises(ValueError, match="differ in size"):
+        auroc([1, 2], [True])
+
+
+def test_calibration_hand_worked():
+    # bin [0.8667, 0.9333): two pixels at 0.9, one right -> gap 0.4
+    assert expected_calibration_error([0.9, 0.9], [True, False]) == pytest.approx(0.4)
+    # a perfectly calibrated pair of bins: 0.25 (1 of 4 right), 0.75 (3 of 4)
+    conf = [0.25] * 4 + [0.75] * 4
+    right = [True, False, False, False, True, True, True, False]
+    assert expected_calibration_error(conf, right, bins=2) == pytest.approx(0.0)
+    edges, count, c, a = reliability_bins(conf, right, bins=4)
+    np.testing.assert_array_equal(count, [0, 4, 0, 4])
+    np.testing.assert_allclose(a[[1, 3]], [0.25, 0.75])
+    assert np.isnan(c[0])
+    assert expected_calibration_error([1.0], [True]) == 0.0  # 1.0 in the top bin
+
+
+def test_entropy_and_softmax():
+    p = np.full((1, 4, 2, 3), 0.25)
+    np.testing.assert_allclose(predictive_entropy(p), np.log(4))
+    onehot = np.zeros((1, 3, 1, 1))
+    onehot[0, 1] = 1
+    assert predictive_entropy(onehot)[0, 0, 0] == 0.0
+    s = softmax(np.array([[[[0.0]], [[np.log(3)]]]]))
+    np.testing.assert_allclose(s[0, :, 0, 0], [0.25, 0.75])
+
+
+def _result(mean, variance, target_shape=None):
+    mean = np.asarray(mean, dtype=np.float64)
+    return MCResult(mean, np.asarray(variance, dtype=np.float64),
+                    predictive_entropy(mean), mean.argmax(axis=1), 1)  # fmt: skip
+
+
+def test_accumulated_metrics_match_the_exact_ones(rng):
+    N, K, H, W = 3, 4, 5, 6
+    logits = rng.standard_normal((N, K, H, W)) * 2
+    mean = softmax(logits)
+    variance = rng.random((N, K, H, W)) * 0.05
+    target = rng.integers(0, K + 1, size=(N, H, W))  # K = ignored
+    res = _result(mean, variance)
+    m = UncertaintyMetrics(K, ignore_index=K, bins=10, resolution=1 << 20)
+    for n in range(N):  # batch by batch
+        m.update(_result(mean[n : n + 1], variance[n : n + 1]), target[n : n + 1])
+    got = m.compute()
+    valid = target != K
+    wrong = (res.labels != target)[valid]
+    assert got["auroc_entropy"] == pytest.approx(
+        auroc(res.entropy[valid], wrong), abs=1e-6
+    )
+    assert got["auroc_variance"] == pytest.approx(
+        auroc(variance.mean(axis=1)[valid], wrong), abs=1e-6
+    )
+    conf = mean.max(axis=1)[valid]
+    assert got["ece"] == pytest.approx(expected_calibration_error(conf, ~wrong, 10))
+    assert sum(got["reliability"]["count"]) == valid.sum()
+    with pytest.raises(ValueError, match="differ in shape"):
+        m.update(res, target[:2])
+
+
+class WithDropout(Module):
+    """A small SegNet-Basic behind an input dropout (a stand-in Bayesian model)."""
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        self.drop = Dropout(p)
+        self.net = SegNetBasic(in_channels=2, num_classes=3, channels=4, kernel_size=3)
+
+    def forward(self, x, keep_cache=True):
+        return self.net.forward(self.drop(x), keep_cache=keep_cache)
+
+
+def test_mc_dropout_without_dropout_is_the_plain_softmax(rng):
+    model = SegNetBasic(in_channels=2, num_classes=3, channels=4, kernel_size=3)
+    x = rng.standard_normal((2, 2, 16, 16)).astype(np.float32)
+    res = mc_dropout(model, x, samples=5)
+    want = softmax(model.eval().forward(x).astype(np.float64))
+    np.testing.assert_allclose(res.mean, want, rtol=1e-12)
+    assert not res.variance.any()
+    assert res.labels.shape == (2, 16, 16) and res.entropy.shape == (2, 16, 16)
+
+
+def test_mc_dropout_is_seeded_and_batches_do_not_matter(rng):
+    model = WithDropout()
+    x = rng.standard_normal((1, 2, 16, 16)).astype(np.float32)
+    a = mc_dropout(model, x, samples=6, seed=3, batch=6)
+    b = mc_dropout(model, x, samples=6, seed=3, batch=6)
+    np.testing.assert_array_equal(a.mean, b.mean)
+    assert a.variance.max() > 0
+    c = mc_dropout(model, x, samples=6, seed=4, batch=6)
+    assert not np.array_equal(a.mean, c.mean)
+    assert model.drop.always_on is False  # restored
+    one = mc_dropout(model, x, samples=1)
+    assert not one.variance.any()
+    np.testing.assert_allclose(one.mean.sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="samples must be >= 1"):
+        mc_dropout(model, x, samples=0)
