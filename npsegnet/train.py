@@ -67,7 +67,9 @@ DEFAULT_EPOCHS = 8
 
 #: Options that may change when a run is resumed (all others come from the
 #: checkpoint, so the resumed run is the same run).
-RESUMABLE_OVERRIDES = ("epochs", "threads", "progress", "save_every", "out", "figures")
+RESUMABLE_OVERRIDES = (
+    "epochs", "threads", "progress", "save_every", "out", "figures", "val_every",
+)  # fmt: skip
 
 
 @dataclass
@@ -112,7 +114,12 @@ class TrainConfig:
         weights carry them). Without validation the epochs in between skip
         it: it costs a forward pass over the training set.
     validate : bool
-        Evaluate on the validation split after every epoch.
+        Evaluate on the validation split after every ``val_every`` epochs
+        (and after the last).
+    val_every : int
+        Epochs between validations. Each costs a pass over the validation
+        set and, with ``recompute_bn``, one over the training set: at
+        360x480 about as much as a training epoch on crops.
     num_images, val_images : int
         Sizes of the synthetic training and validation sets.
     image_size : tuple of int
@@ -170,6 +177,7 @@ class TrainConfig:
     normalization: str = "auto"
     recompute_bn: bool = True
     validate: bool = True
+    val_every: int = 1
     num_images: int = 256
     val_images: int = 32
     image_size: tuple = (32, 32)
@@ -260,6 +268,10 @@ def _check_config(cfg: TrainConfig) -> None:
         _augment(cfg, 0)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if isinstance(cfg.val_every, bool) or not isinstance(cfg.val_every, int):
+        raise UsageError(f"val_every must be a positive int, got {cfg.val_every!r}")
+    if cfg.val_every < 1:
+        raise UsageError(f"val_every must be a positive int, got {cfg.val_every!r}")
     every = cfg.save_every
     if isinstance(every, bool) or not isinstance(every, int) or every < 0:
         raise UsageError(
@@ -727,12 +739,15 @@ class _Run:
             "seconds": partial["seconds"],
             "images_per_second": partial["images"] / max(partial["seconds"], 1e-9),
         }
-        if cfg.recompute_bn and (self.val_set is not None or epoch >= cfg.epochs):
+        validate = self.val_set is not None and (
+            epoch % cfg.val_every == 0 or epoch >= cfg.epochs
+        )
+        if cfg.recompute_bn and (validate or epoch >= cfg.epochs):
             recompute_bn_statistics(
                 self.model, self.train_set, self.transform, cfg.batch_size, cfg.progress
             )
         val = None
-        if self.val_set is not None:
+        if validate:
             val = evaluate_model(
                 self.model,
                 self.val_set,
@@ -1087,6 +1102,10 @@ def add_arguments(parser) -> None:
     g.add_argument(
         "--no-val", dest="validate", action="store_false",
         help="skip the validation after each epoch (no best.npz)",
+    )  # fmt: skip
+    g.add_argument(
+        "--val-every", type=int, default=d.val_every, metavar="N",
+        help="validate every N epochs and after the last (default: %(default)s)",
     )  # fmt: skip
     g.add_argument(
         "--save-every", type=int, default=0, metavar="N",

@@ -133,3 +133,13 @@ def test_init_weights_starts_from_a_previous_run(tmp_path, capsys):
     assert main(args) == 1  # another width: the error names the shapes
     assert "enc1.conv.weight" in capsys.readouterr().err
     assert main(args[:-1] + [str(tmp_path / "missing.npz")]) == 2
+
+
+def test_validation_every_n_epochs(tmp_path):
+    history = train(
+        tiny(tmp_path, epochs=3, val_every=2, flip=False, crop=None, scale_jitter=None),
+        log=lambda s: None,
+    )
+    assert ["val" in r for r in history] == [False, True, True]  # 2, and the last
+    with pytest.raises(Exception, match="val_every must be a positive int"):
+        train(tiny(tmp_path / "b", val_every=0), log=lambda s: None)
