@@ -373,15 +373,27 @@ def test_plot_unpooled_and_convolved_bad_input():
         viz.plot_unpooled_and_convolved(a, a, labels=["only one"])
 
 
-@pytest.mark.parametrize("size", [(4, 6), (5, 7), (9, 3)])
-def test_upsampling_helpers_match_torch(torch, rng, size):
-    a = rng.standard_normal((2, 3))
-    t = torch.from_numpy(a)[None, None]
+@pytest.mark.parametrize(
+    "shape, kernel_size, stride", [((4, 6), 2, 2), ((5, 7), 2, 2), ((9, 3), 3, 3)]
+)
+def test_pooling_figure_upsamples_as_torch(torch, rng, shape, kernel_size, stride):
+    # the nearest and bilinear panels are PyTorch's interpolate of the pooled map
+    x = rng.standard_normal(shape)
+    t = torch.from_numpy(x)[None, None]
+    pooled, idx = torch.nn.functional.max_pool2d(
+        t, kernel_size, stride, ceil_mode=True, return_indices=True
+    )
+    fig = viz.plot_pooling_indices(
+        x, pooled[0, 0].numpy(), idx[0, 0].numpy(), kernel_size, stride
+    )
+    panels = [np.asarray(ax.images[0].get_array()) for ax in fig.axes[:5]]
     F = torch.nn.functional
-    nearest = F.interpolate(t, size=size, mode="nearest")[0, 0].numpy()
-    bilinear = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
-    np.testing.assert_array_equal(viz._upsample_nearest(a, size), nearest)
-    np.testing.assert_allclose(viz._upsample_bilinear(a, size), bilinear[0, 0], 1e-12)
+    nearest = F.interpolate(pooled, size=shape, mode="nearest")[0, 0].numpy()
+    bilinear = F.interpolate(pooled, size=shape, mode="bilinear", align_corners=False)
+    unpooled = F.max_unpool2d(pooled, idx, kernel_size, stride, output_size=shape)
+    np.testing.assert_array_equal(panels[2], unpooled[0, 0].numpy())
+    np.testing.assert_array_equal(panels[3], nearest)
+    np.testing.assert_allclose(panels[4], bilinear[0, 0].numpy(), 1e-12)
 
 
 # -- gradient checks ---------------------------------------------------------------
