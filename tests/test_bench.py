@@ -3,8 +3,8 @@
 These tests check what the benchmark computes from its measurements (work
 counts, rates, percentages of the probed peaks, ratios, goals), the JSON
 schema and the text table, the worker protocol of the child processes, and
-that the PyTorch twins have npsegnet's architecture. They never assert that
-anything is fast.
+that the PyTorch side runs the bridged twin of the very model npsegnet runs.
+They never assert that anything is fast.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import pytest
 from conftest import assert_close, network_reduction
 
 from npsegnet import bench
+from npsegnet.bench import model_rows
 from npsegnet.cli import main
+from npsegnet.models import build_model
 
 # -- work counts ---------------------------------------------------------------
 
@@ -28,29 +30,39 @@ def test_conv_flops_is_two_macs():
 
 
 def test_segnet_basic_convs_follow_the_floor_mode_pools():
-    convs = bench.segnet_basic_convs(360, 480)
+    # read off the model build_model builds, not a plan of its own
+    model = build_model("segnet-basic", num_classes=11)
+    convs = bench.model_convs(model, 360, 480)
     assert len(convs) == 9
     # encoders at 360x480, 180x240, 90x120, 45x60; decoders mirror them
     assert [c[3:] for c in convs[:4]] == [(360, 480), (180, 240), (90, 120), (45, 60)]
     assert [c[3:] for c in convs[4:8]] == [(45, 60), (90, 120), (180, 240), (360, 480)]
     assert convs[0][:3] == (3, 64, 7) and convs[-1] == (64, 11, 1, 360, 480)
     # odd sizes round down, as npsegnet's floor-mode pools
-    assert bench.segnet_basic_convs(33, 45)[3][3:] == (4, 5)
-    assert bench.segnet_basic_convs(33, 45, ceil_mode=True)[3][3:] == (5, 6)
+    assert bench.model_convs(model, 33, 45)[3][3:] == (4, 5)
 
 
-def test_vgg_plan_mirrors_the_encoder():
-    encoder, decoder = bench.vgg_plan()
-    assert sum(len(s) for s in encoder) == 13
-    assert encoder[0] == [(3, 64), (64, 64)]
-    assert decoder[0] == [(512, 512)] * 3  # stage 5, first in data flow
-    assert decoder[1] == [(512, 512), (512, 512), (512, 256)]
-    assert decoder[-1] == [(64, 64), (64, 11)]
-    convs = bench.segnet_vgg_convs(360, 480)
-    assert len(convs) == 26
+def test_segnet_convs_mirror_the_vgg16_encoder():
+    model = build_model("segnet", num_classes=11)
+    convs = bench.model_convs(model, 360, 480)
+    assert len(convs) == 26 and all(c[2] == 3 for c in convs)
+    pairs = [c[:2] for c in convs]
+    assert pairs[:2] == [(3, 64), (64, 64)]  # enc1
+    assert pairs[13:16] == [(512, 512)] * 3  # dec5, first in data flow
+    assert pairs[16:19] == [(512, 512), (512, 512), (512, 256)]  # dec4
+    assert pairs[-2:] == [(64, 64), (64, 11)]  # dec1 ends in the classes
     # pools at 360x480 (floor): 180x240, 90x120, 45x60, 22x30, 11x15
     assert convs[12][3:] == (22, 30)  # enc5's convs
     assert convs[13][3:] == (22, 30)  # dec5 unpools back to enc5's input size
+
+
+def test_model_flops_count_the_built_models_convolutions():
+    model = build_model("segnet-basic", num_classes=11, channels=4)
+    expected = sum(
+        bench.conv_flops(2, ci, co, k, ho, wo)
+        for ci, co, k, ho, wo in bench.model_convs(model, 32, 48)
+    )
+    assert bench.model_forward_flops("segnet-basic", 2, 32, 48, narrow=True) == expected
 
 
 def test_rows_of_issue_5():
@@ -65,11 +77,11 @@ def test_rows_of_issue_5():
     full = 4 * 64 * 360 * 480 * 4
     assert rows["relu.fwd"].work == 2 * full  # read x, write out
     assert rows["maxpool.fwd"].work == full + (full // 4) * 3  # x; y + int64 indices
-    train = rows["segnet_basic.train.360x480.b4"]
-    assert train.work == 3 * bench.model_forward_flops("segnet_basic", 4, 360, 480)
-    infer = rows["segnet_basic.infer.360x480.b4"]
+    train = rows["segnet-basic.train.360x480.b4"]
+    assert train.work == 3 * bench.model_forward_flops("segnet-basic", 4, 360, 480)
+    infer = rows["segnet-basic.infer.360x480.b4"]
     assert train.work == 3 * infer.work
-    assert "segnet_basic.train.180x240.b4" in rows
+    assert "segnet-basic.train.180x240.b4" in rows
     assert rows["segnet.train.360x480.b1"].shape == (1, 3, 360, 480)
     assert {"startup.cold", "startup.warm"} <= set(rows)
     quick = [r.name for r in bench.build_rows("quick", cold_start=False)]
@@ -135,7 +147,7 @@ def test_goals_pass_fail_and_not_measured():
         _row("conv7x7.fwd", "layer", 1 / 90, 1.0),  # 90 GFLOP/s = 90% of SGEMM
         _row("conv3x3.bwd", "layer", 1 / 70, 1.0),  # 70%: the worst, fails
         _row("relu.fwd", "layer", 1 / 15, 1.0, "byte"),  # 15 GB/s = 75% of copy
-        _row("segnet_basic.train.360x480.b4", "model", 0.7, 1.0, mem=(500.0, 1000.0)),
+        _row("segnet-basic.train.360x480.b4", "model", 0.7, 1.0, mem=(500.0, 1000.0)),
         _row("segnet.train.360x480.b1", "model", 1.2, 1.0),
         _row("startup.warm", "startup", 1.5, 3.0, "time"),
     ]
@@ -155,7 +167,7 @@ def test_goals_pass_fail_and_not_measured():
 
 
 def test_goals_are_not_measured_without_pytorch():
-    spec = bench.RowSpec("segnet_basic.train.360x480.b4", "model", (4,), "flop", 1e9)
+    spec = bench.RowSpec("segnet-basic.train.360x480.b4", "model", (4,), "flop", 1e9)
     row = bench.finish_row(spec, {"npsegnet": {"median_s": 1.0}}, PROBES, False)
     goals = bench.evaluate_goals(_report([row]))
     assert goals[0]["passed"] is None and goals[1]["passed"] is None
@@ -224,37 +236,15 @@ def one_thread():
     numba.set_num_threads(before)
 
 
-def _copy_into_torch(np_model, torch_model, torch):
-    """Copy npsegnet's parameters and buffers into the twin, in data-flow order."""
-    params = list(np_model.params.values())
-    tparams = list(torch_model.parameters())
-    assert [p.shape for p in params] == [tuple(t.shape) for t in tparams]
-    with torch.no_grad():
-        for p, t in zip(params, tparams, strict=True):
-            t.copy_(torch.from_numpy(p))
-
-
 @pytest.mark.parametrize(
-    ("model", "kwargs", "twin_kwargs", "shape"),
-    [
-        ("segnet_basic", {"channels": 4}, {"channels": 4}, (2, 3, 33, 45)),
-        ("segnet", {"channels": (2, 3, 3, 4, 4)}, {"channels": (2, 3, 3, 4, 4)},
-         (1, 3, 35, 47)),
-    ],
-)  # fmt: skip
-def test_torch_twins_compute_what_npsegnet_computes(
-    torch, rng, one_thread, model, kwargs, twin_kwargs, shape
+    ("model", "shape"), [("segnet-basic", (2, 3, 33, 45)), ("segnet", (1, 3, 35, 47))]
+)
+def test_torch_rows_run_the_bridged_twin_of_the_npsegnet_model(
+    torch, rng, one_thread, model, shape
 ):
-    if model == "segnet_basic":
-        from npsegnet.models.segnet_basic import SegNetBasic as Model
-
-        twin = bench.torch_segnet_basic(torch, **twin_kwargs)
-    else:
-        from npsegnet.models.segnet import SegNet as Model
-
-        twin = bench.torch_segnet(torch, **twin_kwargs)
-    net = Model(**kwargs)
-    _copy_into_torch(net, twin, torch)
+    # both frameworks time the same network, with the same weights
+    net = model_rows.npsegnet_model(model, narrow=True)
+    twin = model_rows.torch_model(torch, model, narrow=True)
     x = rng.standard_normal(shape, dtype=np.float32)
     expected = twin.train()(torch.from_numpy(x)).detach().numpy()
     # train-mode forward: batch-norm statistics over N * H * W at every layer
@@ -262,13 +252,13 @@ def test_torch_twins_compute_what_npsegnet_computes(
     assert_close(net.forward(x), expected, reduction=network_reduction(net, pixels))
 
 
-def test_torch_twins_have_the_paper_sized_parameter_counts(torch):
-    from npsegnet.models.segnet import SegNet
-    from npsegnet.models.segnet_basic import SegNetBasic
-
+def test_model_rows_measure_the_paper_sized_models(torch):
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert count(bench.torch_segnet_basic(torch)) == SegNetBasic().num_params()
-    assert count(bench.torch_segnet(torch)) == SegNet().num_params()
+    for name in ("segnet-basic", "segnet"):
+        net = model_rows.npsegnet_model(name)
+        assert net.name == name and net.num_classes == 11
+        assert count(model_rows.torch_model(torch, name)) == net.num_params()
+    assert build_model("segnet-basic").num_params() == 1416587
 
 
 # -- the command, end to end on toy shapes ------------------------------------------
