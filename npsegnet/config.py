@@ -46,6 +46,34 @@ FLOAT_DTYPES = ("float32", "float64")
 DEFAULT_DTYPE = "float32"
 
 
+def set_threads(threads) -> int:
+    """Set the number of Numba threads; return the previous count.
+
+    Parameters
+    ----------
+    threads : int or None
+        Between 1 and ``numba.config.NUMBA_NUM_THREADS``; None leaves the
+        count as it is.
+
+    Raises
+    ------
+    npsegnet.errors.UsageError
+        For anything else (the commands pass ``--threads`` through here).
+    """
+    from .errors import UsageError
+
+    previous = numba.get_num_threads()
+    if threads is None:
+        return previous
+    top = numba.config.NUMBA_NUM_THREADS
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise UsageError(f"threads must be an int, got {threads!r}")
+    if not 1 <= threads <= top:
+        raise UsageError(f"--threads must be between 1 and {top}, got {threads}")
+    numba.set_num_threads(threads)
+    return previous
+
+
 def njit(func=None, *, parallel: bool = False, reduction: bool = False):
     """Compile ``func`` lazily with the project's options.
 
