@@ -9,6 +9,7 @@ from conftest import assert_close
 from npsegnet.gradcheck import check_layer
 from npsegnet.kernels import batchnorm as K
 from npsegnet.layers import BatchNorm2D, ReLU
+from npsegnet.layers.batchnorm import BNEvalCache, BNTrainCache
 from npsegnet.reference import batchnorm as R
 
 SHAPES = [(1, 3, 5, 7), (3, 4, 6, 9), (3, 2, 1, 1), (2, 5, 17, 33)]
@@ -369,9 +370,13 @@ def test_relu_mask_rebuilt_from_x_equals_the_kept_output(rng, dtype):
 def test_fused_layer_does_not_keep_its_output(rng):
     layer = BatchNorm2D(3, relu=True)
     out = layer(rng.standard_normal((2, 3, 4, 4)).astype(np.float32))
-    assert layer._cache.out is None and layer._cache.relu_bias is not None
-    assert not np.shares_memory(layer._cache.relu_bias, layer.params["bias"])
+    assert isinstance(layer.cache, BNTrainCache)
+    assert layer.cache.relu_bias is not None
+    assert not np.shares_memory(layer.cache.relu_bias, layer.params["bias"])
     assert out.min() >= 0
+    layer.eval()
+    out = layer(rng.standard_normal((2, 3, 4, 4)).astype(np.float32))
+    assert isinstance(layer.cache, BNEvalCache) and layer.cache.out is out
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])

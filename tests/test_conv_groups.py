@@ -157,7 +157,7 @@ def test_depthwise_layer_shapes_init_and_repr(rng):
     assert np.flatnonzero(np.abs(out).sum(axis=(0, 2, 3))).tolist() == [5]
 
 
-def test_need_dx_false_with_groups(rng):
+def test_needs_input_grad_false_with_groups(rng):
     layer = Conv2D(4, 4, 3, groups=2, seed=0)
     x = rng.standard_normal((1, 4, 5, 6)).astype(np.float32)
     dout = rng.standard_normal((1, 4, 5, 6)).astype(np.float32)
@@ -165,7 +165,7 @@ def test_need_dx_false_with_groups(rng):
     layer.backward(dout)
     full = layer.grads["weight"].copy()
     layer.zero_grad()
-    layer.need_dx = False
+    layer.needs_input_grad = False
     layer(x)
     assert layer.backward(dout) is None
     np.testing.assert_array_equal(layer.grads["weight"], full)

@@ -262,11 +262,11 @@ def test_torch_parity(torch, rng, case, dtype):
     t_out.backward(torch.from_numpy(dout))
     ax, aw = np.abs(x), np.abs(layer.weight)
     a_out = R.conv_transpose2d_forward(ax, aw, np.abs(layer.bias), stride, padding,
-                                       layer._cache.output_padding)  # fmt: skip
+                                       layer.cache.output_padding)  # fmt: skip
     assert_close(out, t_out.detach().numpy(), reduction=C * k * k + 1,
                  scale=a_out.max())  # fmt: skip
     adx, adw, adb = R.conv_transpose2d_backward(
-        np.abs(dout), ax, aw, stride, padding, layer._cache.output_padding
+        np.abs(dout), ax, aw, stride, padding, layer.cache.output_padding
     )
     assert_close(dx, xt.grad.numpy(), reduction=F * k * k, scale=adx.max())
     assert_close(

@@ -303,11 +303,6 @@ def _workspace(name: str, shape: tuple, dtype) -> np.ndarray:
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
-def clear_workspaces() -> None:
-    """Free the scratch buffers of the calling thread."""
-    _local.__dict__.pop("buffers", None)
-
-
 # --------------------------------------------------------------------------
 # checks and helpers
 # --------------------------------------------------------------------------
@@ -352,7 +347,7 @@ def _check_conv_args(x, weight, padding, xname="x", groups=1):
     return x, weight, padding, (N, F, H_out, W_out)
 
 
-def _group(C, KH, KW, pad, need_dx):
+def _group(C, KH, KW, need_dx):
     """Rows of the kernel packed into the columns (G) and the anchor range."""
     if not need_dx and KH * KW * C <= FULL_IM2COL_MAX_K:
         return KH
@@ -406,7 +401,7 @@ def _forward(x, weight, bias, pad, out):
     F, _, KH, KW = weight.shape
     _, _, H_out, W_out = out.shape
     dtype = x.dtype
-    G = _group(C, KH, KW, pad, need_dx=False)
+    G = _group(C, KH, KW, need_dx=False)
     KHo = KH // G
     wk = _regroup_weight(weight, G)
     h_lo, h_hi = _anchors(G, pad, H, H_out)
@@ -577,7 +572,7 @@ def conv2d_backward(dout, x, weight, padding, need_dx=True, groups=1):
             np.matmul(w2.T, d3, out=dx.reshape(N, C, H * W))
         return dx, dweight.reshape(weight.shape), dbias
 
-    G = _group(C, KH, KW, padding, need_dx)
+    G = _group(C, KH, KW, need_dx)
     KHo = KH // G
     wk = _regroup_weight(weight, G)
     Nc, K = wk.shape

@@ -11,6 +11,13 @@ A :class:`Module` is a thin shell around the arrays. Its contract:
 * ``backward`` **accumulates** into ``grads`` (``+=``); call :meth:`zero_grad`
   before the next step.
 * :meth:`train` / :meth:`eval` switch the mode of the module and all children.
+* ``forward`` keeps what ``backward`` needs in **one** attribute, ``cache``
+  (a small named tuple or dataclass of the layer's own, ``None`` before the
+  first forward), and :meth:`clear_cache` frees it in every layer below.
+  ``backward`` without a cache raises ``RuntimeError``.
+* ``needs_input_grad`` (default True) says whether ``backward`` must compute
+  the gradient of the input. Layers that can skip it (``Conv2D``) then return
+  ``None``; a model turns it off on its first layer, whose input is the image.
 
 Children are found as attributes that are modules, in the order they were set,
 and their names become the prefixes of the dotted keys.
@@ -18,17 +25,33 @@ and their names become the prefixes of the dotted keys.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..config import DEFAULT_DTYPE
 
 
+def warn_renamed(old: str, new: str) -> None:
+    """Warn that ``old`` is a deprecated alias of ``new`` (kept one release)."""
+    warnings.warn(
+        f"{old} is deprecated and will be removed in the next release; use {new}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
 class Module:
     """Base class of layers and models."""
+
+    #: Whether ``backward`` must compute the input gradient; layers that can
+    #: skip it (Conv2D) return ``None`` when it is False.
+    needs_input_grad: bool = True
 
     def __init__(self, dtype=DEFAULT_DTYPE):
         self.training = True
         self.dtype = np.dtype(dtype)
+        self.cache = None  # what forward keeps for backward
         self._params: dict[str, np.ndarray] = {}
         self._grads: dict[str, np.ndarray] = {}
         self._buffers: dict[str, np.ndarray] = {}
@@ -70,14 +93,13 @@ class Module:
     def clear_cache(self) -> None:
         """Drop what :meth:`forward` saved for :meth:`backward`, here and below.
 
-        The saved inputs, outputs and pooling indices of a SegNet at 360x480
-        are over a gigabyte; a model frees each stage's as soon as its
-        backward pass has used them (see ``EncoderDecoder.backward``).
+        Every layer keeps it in one attribute, ``cache``. The saved inputs,
+        outputs and pooling indices of a SegNet at 360x480 are over a
+        gigabyte; a model frees each stage's as soon as its backward pass has
+        used them (see ``EncoderDecoder.backward``).
         """
         for module in self.modules():
-            for attr in ("_cache", "cache"):
-                if getattr(module, attr, None) is not None:
-                    setattr(module, attr, None)
+            module.cache = None
 
     def _collect(self, attr: str) -> dict[str, np.ndarray]:
         own = getattr(self, attr)

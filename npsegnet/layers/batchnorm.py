@@ -17,14 +17,24 @@ from ..kernels.batchnorm import (
 from .base import Module
 
 
-class _BNCache(NamedTuple):
-    x: np.ndarray
-    mean: np.ndarray  # batch mean (train) or a copy of running_mean (eval)
-    inv_std: np.ndarray | None  # train only
-    running_var: np.ndarray | None  # eval only: a copy, as used in forward
-    out: np.ndarray | None  # eval mode with the fused ReLU: the output (mask)
-    relu_bias: np.ndarray | None  # train mode with the fused ReLU: the bias
-    training: bool
+class BNTrainCache(NamedTuple):
+    """What a training-mode forward keeps for :meth:`BatchNorm2D.backward`."""
+
+    x: np.ndarray  # the input, (N, C, H, W)
+    mean: np.ndarray  # the batch mean, (C,)
+    inv_std: np.ndarray  # 1 / sqrt(batch variance + eps), (C,)
+    # with the fused ReLU: a copy of the bias (C numbers, not a whole map);
+    # backward rebuilds the ReLU's mask from x. None without the ReLU.
+    relu_bias: np.ndarray | None
+
+
+class BNEvalCache(NamedTuple):
+    """What an evaluation-mode forward keeps for :meth:`BatchNorm2D.backward`."""
+
+    x: np.ndarray  # the input, (N, C, H, W)
+    mean: np.ndarray  # a copy of running_mean as used in forward, (C,)
+    running_var: np.ndarray  # a copy of running_var as used in forward, (C,)
+    out: np.ndarray | None  # with the fused ReLU: the output (its mask); else None
 
 
 class BatchNorm2D(Module):
@@ -122,7 +132,7 @@ class BatchNorm2D(Module):
         self.add_buffer("running_var", np.ones(C))
         # a 0-d int64 counter, set directly: add_buffer would make it float (C,)
         self._buffers["num_batches_tracked"] = np.zeros((), np.int64)
-        self._cache: _BNCache | None = None
+        self.cache: BNTrainCache | BNEvalCache | None = None
 
     def reset_running_stats(self) -> None:
         """Running mean 0, running variance 1, batch count 0 (in place)."""
@@ -140,7 +150,7 @@ class BatchNorm2D(Module):
         count = self._buffers.pop("num_batches_tracked")
         super().astype(dtype)
         self._buffers["num_batches_tracked"] = count
-        self._cache = None
+        self.cache = None
         return self
 
     def forward(self, x):
@@ -174,16 +184,11 @@ class BatchNorm2D(Module):
                 x, w, b, self.eps, self.relu
             )
             self._update_running(mean, var, M)
-            # with ReLU, keep the bias (C numbers) rather than the output (a
-            # whole map): backward rebuilds the mask from x
-            self._cache = _BNCache(
-                x, mean, inv_std, None, None, b.copy() if self.relu else None, True
-            )
+            self.cache = BNTrainCache(x, mean, inv_std, b.copy() if self.relu else None)
         else:
             out = batchnorm2d_forward_eval(x, w, b, rm, rv, self.eps, self.relu)
-            self._cache = _BNCache(
-                x, rm.copy(), None, rv.copy(), out if self.relu else None, None, False
-            )
+            relu_out = out if self.relu else None
+            self.cache = BNEvalCache(x, rm.copy(), rv.copy(), relu_out)
         return out
 
     def _update_running(self, mean, var, M) -> None:
@@ -209,11 +214,11 @@ class BatchNorm2D(Module):
             In training mode this includes the paths through the batch mean and
             variance; in evaluation mode the statistics are constants.
         """
-        cache = self._cache
+        cache = self.cache
         if cache is None:
             raise RuntimeError("BatchNorm2D.backward called before forward")
         w = self._params["weight"]
-        if cache.training:
+        if isinstance(cache, BNTrainCache):
             dx, dweight, dbias = batchnorm2d_backward(
                 dout, cache.x, cache.mean, cache.inv_std, w, relu_bias=cache.relu_bias
             )

@@ -9,7 +9,7 @@ import numpy as np
 from .._checks import check_float_array, check_positive_int
 from ..config import DEFAULT_DTYPE
 from ..kernels.conv import conv2d_backward, conv2d_forward
-from .base import Module
+from .base import Module, warn_renamed
 
 
 class ConvCache(NamedTuple):
@@ -57,11 +57,13 @@ class Conv2D(Module):
 
     Attributes
     ----------
-    need_dx : bool
+    needs_input_grad : bool
         Whether :meth:`backward` computes the input gradient (default True).
         A model sets it False on its first layer, whose input is the image:
         that saves the convolution's most expensive backward product, and
-        ``backward`` then returns ``None``. ``needs_input_grad`` is an alias.
+        ``backward`` then returns ``None``. ``need_dx`` is a deprecated alias.
+    cache : ConvCache or None
+        The forward input and output shape, kept for :meth:`backward`.
 
     Shape
     -----
@@ -128,7 +130,7 @@ class Conv2D(Module):
                 raise ValueError(
                     f"{name} ({channels}) must be divisible by groups ({self.groups})"
                 )
-        self.need_dx = True
+        self.needs_input_grad = True
         rng = np.random.default_rng(seed)
         fan_in = self.in_channels // self.groups * k * k
         self.add_param(
@@ -141,16 +143,18 @@ class Conv2D(Module):
         )
         if bias:
             self.add_param("bias", np.zeros(self.out_channels))
-        self._cache: ConvCache | None = None
+        self.cache: ConvCache | None = None
 
     @property
-    def needs_input_grad(self) -> bool:
-        """Alias of :attr:`need_dx`."""
-        return self.need_dx
+    def need_dx(self) -> bool:
+        """Deprecated alias of :attr:`needs_input_grad` (one release)."""
+        warn_renamed("Conv2D.need_dx", "needs_input_grad")
+        return self.needs_input_grad
 
-    @needs_input_grad.setter
-    def needs_input_grad(self, value: bool) -> None:
-        self.need_dx = bool(value)
+    @need_dx.setter
+    def need_dx(self, value: bool) -> None:
+        warn_renamed("Conv2D.need_dx", "needs_input_grad")
+        self.needs_input_grad = bool(value)
 
     @property
     def _groups_kwarg(self) -> dict:
@@ -188,7 +192,7 @@ class Conv2D(Module):
         out = conv2d_forward(
             x, self.weight, self.bias, self.padding, **self._groups_kwarg
         )
-        self._cache = ConvCache(x=x, out_shape=out.shape)
+        self.cache = ConvCache(x=x, out_shape=out.shape)
         return out
 
     def backward(self, dout):
@@ -202,11 +206,11 @@ class Conv2D(Module):
         Returns
         -------
         dx : ndarray of shape (N, C_in, H, W) or None
-            None when :attr:`need_dx` is False.
+            None when :attr:`needs_input_grad` is False.
         """
-        if self._cache is None:
+        cache = self.cache
+        if cache is None:
             raise RuntimeError("Conv2D.backward called before forward")
-        cache = self._cache
         dout = check_float_array(dout, "dout", ndim=4, dtype=self.dtype)
         if dout.shape != cache.out_shape:
             raise ValueError(
@@ -218,7 +222,7 @@ class Conv2D(Module):
             cache.x,
             self.weight,
             self.padding,
-            need_dx=self.need_dx,
+            need_dx=self.needs_input_grad,
             **self._groups_kwarg,
         )
         self._grads["weight"] += dweight

@@ -177,7 +177,7 @@ class ConvTranspose2D(Module):
         self.add_param("weight", weight)
         if bias:
             self.add_param("bias", np.zeros(F))
-        self._cache: ConvTransposeCache | None = None
+        self.cache: ConvTransposeCache | None = None
 
     @classmethod
     def bilinear(
@@ -286,7 +286,7 @@ class ConvTranspose2D(Module):
         out = conv_transpose2d_forward(
             x, self.weight, self.bias, self.stride, self.padding, output_padding
         )
-        self._cache = ConvTransposeCache(x, output_padding, out.shape)
+        self.cache = ConvTransposeCache(x, output_padding, out.shape)
         return out
 
     def backward(self, dout):
@@ -301,9 +301,9 @@ class ConvTranspose2D(Module):
         -------
         dx : ndarray of shape (N, C_in, H, W)
         """
-        if self._cache is None:
+        cache = self.cache
+        if cache is None:
             raise RuntimeError("ConvTranspose2D.backward called before forward")
-        cache = self._cache
         dout = check_float_array(dout, "dout", ndim=4, dtype=self.dtype)
         if dout.shape != cache.out_shape:
             raise ValueError(

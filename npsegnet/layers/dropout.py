@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .._checks import check_float_array
 from ..config import DEFAULT_DTYPE
 from ..kernels.dropout import check_p, dropout_backward, dropout_forward, dropout_mask
 from .base import Module
+
+
+class DropoutCache(NamedTuple):
+    """What :meth:`Dropout.backward` needs from the forward pass."""
+
+    # the keep-mask of the forward (True = kept), or None when the forward
+    # passed its input through (evaluation mode without always_on, or p = 0)
+    mask: np.ndarray | None
 
 
 class Dropout(Module):
@@ -31,14 +41,16 @@ class Dropout(Module):
     Notes
     -----
     In training mode (or with ``always_on``) each ``forward`` draws a new
-    boolean keep-mask (``mask`` attribute, True = kept). In evaluation mode
-    without ``always_on`` the layer is the identity and returns its input
-    unchanged (the same object, as PyTorch); so is ``p = 0``.
+    boolean keep-mask (True = kept), which it keeps in ``cache`` for
+    ``backward`` and which :attr:`mask` shows. In evaluation mode without
+    ``always_on`` the layer is the identity and returns its input unchanged
+    (the same object, as PyTorch); so is ``p = 0``.
 
     For a gradient check the mask must not change between the evaluations of
     ``forward``: after one forward, call :meth:`freeze` and every following
-    forward reuses :attr:`mask` (the input shape must then match) until
-    :meth:`unfreeze`. :meth:`reseed` restarts the generator.
+    forward reuses that mask (the input shape must then match) until
+    :meth:`unfreeze`; a frozen mask survives :meth:`clear_cache`.
+    :meth:`reseed` restarts the generator.
 
     Shape
     -----
@@ -50,9 +62,23 @@ class Dropout(Module):
         self.p = check_p(p)
         self.rng = np.random.default_rng(seed)
         self.always_on = bool(always_on)
-        self.mask: np.ndarray | None = None
-        self.frozen = False
-        self._active = False  # whether the last forward dropped
+        self.cache: DropoutCache | None = None
+        self._frozen_mask: np.ndarray | None = None
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """The keep-mask of the last forward that dropped (or the frozen one).
+
+        ``None`` before any such forward, or once :meth:`clear_cache` freed it.
+        """
+        if self.cache is not None and self.cache.mask is not None:
+            return self.cache.mask
+        return self._frozen_mask
+
+    @property
+    def frozen(self) -> bool:
+        """Whether every forward reuses the frozen mask (see :meth:`freeze`)."""
+        return self._frozen_mask is not None
 
     def reseed(self, seed) -> None:
         """Restart the generator from ``seed``."""
@@ -62,12 +88,12 @@ class Dropout(Module):
         """Reuse the last mask in every following forward (for gradient checks)."""
         if self.mask is None:
             raise RuntimeError("Dropout.freeze needs a mask: run forward once first")
-        self.frozen = True
+        self._frozen_mask = self.mask
         return self
 
     def unfreeze(self) -> Dropout:
         """Draw a new mask in every forward again."""
-        self.frozen = False
+        self._frozen_mask = None
         return self
 
     def forward(self, x):
@@ -83,18 +109,19 @@ class Dropout(Module):
         out : ndarray of the shape and dtype of ``x``
         """
         x = check_float_array(x, "x")
-        self._active = (self.training or self.always_on) and self.p > 0.0
-        if not self._active:
+        if not ((self.training or self.always_on) and self.p > 0.0):
+            self.cache = DropoutCache(None)
             return x
-        if self.frozen:
-            if self.mask.shape != x.shape:
-                raise ValueError(
-                    f"the frozen mask has shape {self.mask.shape} but x has shape "
-                    f"{x.shape}; call unfreeze() to draw a new mask"
-                )
-        else:
-            self.mask = dropout_mask(x.shape, self.p, self.rng)
-        return dropout_forward(x, self.mask, self.p)
+        mask = self._frozen_mask
+        if mask is None:
+            mask = dropout_mask(x.shape, self.p, self.rng)
+        elif mask.shape != x.shape:
+            raise ValueError(
+                f"the frozen mask has shape {mask.shape} but x has shape "
+                f"{x.shape}; call unfreeze() to draw a new mask"
+            )
+        self.cache = DropoutCache(mask)
+        return dropout_forward(x, mask, self.p)
 
     def backward(self, dout):
         """The same mask and scale applied to ``dout`` (identity if inactive).
@@ -107,9 +134,11 @@ class Dropout(Module):
         -------
         dx : ndarray
         """
-        if not self._active:
+        if self.cache is None:
+            raise RuntimeError("Dropout.backward called before forward")
+        if self.cache.mask is None:
             return dout
-        return dropout_backward(dout, self.mask, self.p)
+        return dropout_backward(dout, self.cache.mask, self.p)
 
     def __repr__(self) -> str:
         on = ", always_on=True" if self.always_on else ""

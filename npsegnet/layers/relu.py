@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .._checks import check_float_array
@@ -10,12 +12,18 @@ from ..kernels.relu import relu_backward, relu_forward
 from .base import Module
 
 
+class ReLUCache(NamedTuple):
+    """What :meth:`ReLU.backward` needs from the forward pass."""
+
+    out: np.ndarray  # the forward output: out > 0 exactly where x > 0
+
+
 class ReLU(Module):
     """``out = max(x, 0)``; ReLU'(0) = 0 (``docs/conventions.md``).
 
     It has no parameters, so it takes float32 and float64 input whatever its
-    ``dtype``. It keeps the forward **output** for the backward pass (where
-    ``out > 0`` is where ``x > 0``); the input is not kept.
+    ``dtype``. It keeps the forward **output** in ``cache`` for the backward
+    pass (where ``out > 0`` is where ``x > 0``); the input is not kept.
 
     Shape
     -----
@@ -24,7 +32,7 @@ class ReLU(Module):
 
     def __init__(self, dtype=DEFAULT_DTYPE):
         super().__init__(dtype=dtype)
-        self._out: np.ndarray | None = None
+        self.cache: ReLUCache | None = None
 
     def forward(self, x):
         """``max(x, 0)``.
@@ -38,8 +46,9 @@ class ReLU(Module):
         out : ndarray of the shape and dtype of ``x``
         """
         x = check_float_array(x, "x")
-        self._out = relu_forward(x)
-        return self._out
+        out = relu_forward(x)
+        self.cache = ReLUCache(out)
+        return out
 
     def backward(self, dout):
         """``dout`` where the forward output was > 0, else 0.
@@ -52,7 +61,8 @@ class ReLU(Module):
         -------
         dx : ndarray
         """
-        if self._out is None:
+        if self.cache is None:
             raise RuntimeError("ReLU.backward called before forward")
-        dout = check_float_array(dout, "dout", dtype=self._out.dtype)
-        return relu_backward(dout, self._out)
+        out = self.cache.out
+        dout = check_float_array(dout, "dout", dtype=out.dtype)
+        return relu_backward(dout, out)

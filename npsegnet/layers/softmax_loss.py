@@ -16,9 +16,11 @@ from ..kernels.loss import (
 from .base import Module
 
 
-class _LossCache(NamedTuple):
-    logits: np.ndarray
-    targets: np.ndarray
+class LossCache(NamedTuple):
+    """What :meth:`SoftmaxCrossEntropy.backward` needs from the forward pass."""
+
+    logits: np.ndarray  # (N, K, H, W)
+    targets: np.ndarray  # (N, H, W)
     dlogits: np.ndarray | None  # gradient of the loss (dout = 1) from the fused pass
 
 
@@ -82,7 +84,7 @@ class SoftmaxCrossEntropy(Module):
             ignore_index = int(ignore_index)
         self.weight = weight
         self.ignore_index = ignore_index
-        self._cache: _LossCache | None = None
+        self.cache: LossCache | None = None
 
     def forward(self, logits, targets):
         """The loss.
@@ -107,7 +109,7 @@ class SoftmaxCrossEntropy(Module):
                 logits, targets, self.weight, self.ignore_index
             )
             dlogits = None
-        self._cache = _LossCache(logits, targets, dlogits)
+        self.cache = LossCache(logits, targets, dlogits)
         return loss
 
     def backward(self, dout=1.0):
@@ -122,7 +124,7 @@ class SoftmaxCrossEntropy(Module):
         -------
         dlogits : ndarray of shape (N, K, H, W), the dtype of the logits
         """
-        cache = self._cache
+        cache = self.cache
         if cache is None:
             raise RuntimeError("SoftmaxCrossEntropy.backward called before forward")
         if cache.dlogits is None or isinstance(dout, np.ndarray):
@@ -134,7 +136,7 @@ class SoftmaxCrossEntropy(Module):
         ):
             raise TypeError(f"dout must be a real scalar, got {type(dout).__name__}")
         g = cache.dlogits
-        self._cache = cache._replace(dlogits=None)  # handed over: not reused
+        self.cache = cache._replace(dlogits=None)  # handed over: not reused
         if float(dout) != 1.0:
             g *= g.dtype.type(dout)
         return g

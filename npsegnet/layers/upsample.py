@@ -73,7 +73,7 @@ class Upsample(Module):
         super().__init__(dtype=dtype)
         self.scale_factor = check_scale_pair(scale_factor, "scale_factor")
         self.mode = check_choice(mode, "mode", MODES)
-        self._cache: UpsampleCache | None = None
+        self.cache: UpsampleCache | None = None
 
     def default_output_size(self, input_size) -> tuple[int, int]:
         """``floor(H * s_h), floor(W * s_w)`` for an input of ``(H, W)``."""
@@ -127,7 +127,7 @@ class Upsample(Module):
         else:
             size, scale = self._check_output_size(output_size), None
         out = upsample2d_forward(x, size, self.mode, scale)
-        self._cache = UpsampleCache(x.shape[2:], scale, out.shape, x.dtype)
+        self.cache = UpsampleCache(x.shape[2:], scale, out.shape, x.dtype)
         return out
 
     def backward(self, dout):
@@ -142,9 +142,9 @@ class Upsample(Module):
         -------
         dx : ndarray of shape (N, C, H, W)
         """
-        if self._cache is None:
+        cache = self.cache
+        if cache is None:
             raise RuntimeError("Upsample.backward called before forward")
-        cache = self._cache
         dout = check_float_array(dout, "dout", ndim=4)
         if dout.shape != cache.out_shape:
             raise ValueError(
