@@ -42,7 +42,7 @@ def _npsegnet_case(kind: str, spec: RowSpec, rng) -> Case:
         n, c, h, w = shape
         k = spec.params["kernel"]
         layer = L.Conv2D(c, c, k, padding=k // 2, bias=True, seed=0)
-        layer.need_dx = True  # a layer row times the full backward: dx and dw
+        layer.needs_input_grad = True  # a layer row times the full backward: dx, dw
         x = rng.standard_normal(shape, dtype=f32)
         dout = rng.standard_normal(layer.forward(x).shape, dtype=f32)
         return Case(lambda: layer.forward(x), lambda: layer.backward(dout),
