@@ -9,6 +9,7 @@ MODULES = [
     "npsegnet.gradcheck",
     "npsegnet.layers.pool",
     "npsegnet.layers.unpool",
+    "npsegnet.models.blocks",
 ]
 
 

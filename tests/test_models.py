@@ -10,7 +10,20 @@ import pytest
 from conftest import assert_close, network_reduction
 
 from npsegnet.gradcheck import check_layer
+from npsegnet.layers import (
+    Conv2D,
+    Dropout,
+    MaxPool2D,
+    ReLU,
+    SoftmaxCrossEntropy,
+    Upsample,
+)
 from npsegnet.models import (
+    DecoderStage,
+    EncoderDecoder,
+    EncoderStage,
+    FeatureMaps,
+    PoolIndices,
     SegNet,
     SegNetBasic,
     build_model,
@@ -18,7 +31,9 @@ from npsegnet.models import (
     load_weights,
     read_weights,
 )
-from npsegnet.models.blocks import PoolRecord
+from npsegnet.models.blocks import PoolRecord  # the old home, still importable
+from npsegnet.models.stages import conv_bn
+from npsegnet.optim import SGD
 
 # The paper's figures (SegNet Table 1 and Table 6 / the facts sheet).
 PAPER_BASIC_PARAMS = 1.425e6
@@ -221,7 +236,7 @@ def assert_gradients_ok(model, report, last_bias):
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_basic_gradient_check(rng, mode):
     model = small_basic(seed=1).astype(np.float64)
-    model.input_grad = True
+    model.needs_input_grad = True
     move_to_generic_point(model, rng)
     model.train(mode == "train")
     x = no_tie_input(rng, (1, 2, 17, 19))
@@ -235,7 +250,7 @@ def test_basic_gradient_check(rng, mode):
 
 def test_tiny_segnet_gradient_check(rng):
     model = tiny_segnet(seed=2).astype(np.float64)
-    model.input_grad = True
+    model.needs_input_grad = True
     move_to_generic_point(model, rng)
     x = no_tie_input(rng, (2, 2, 32, 34))
     report = check_layer(model, x, max_entries=6, seed=3)
@@ -245,7 +260,7 @@ def test_tiny_segnet_gradient_check(rng):
 
 def test_gradient_check_catches_a_broken_model(rng):
     model = small_basic(seed=1).astype(np.float64)
-    model.input_grad = True
+    model.needs_input_grad = True
     move_to_generic_point(model, rng)
     x = no_tie_input(rng, (1, 2, 16, 16))
     broken = model.dec2.conv.backward
@@ -256,12 +271,12 @@ def test_gradient_check_catches_a_broken_model(rng):
     assert report["classifier.weight"] < 1e-7  # downstream of the bug: still right
 
 
-def test_backward_accumulates_and_input_grad_switch(rng):
+def test_backward_accumulates_and_needs_input_grad_switch(rng):
     model = small_basic()
     x = images(rng, (1, 2, 16, 16))
     dout = images(rng, (1, 3, 16, 16))
     model.forward(x)
-    assert model.input_grad is False
+    assert model.needs_input_grad is False
     assert model.backward(dout, retain_cache=True) is None  # no image gradient
     once = {k: g.copy() for k, g in model.grads.items()}
     model.backward(dout)
@@ -273,7 +288,7 @@ def test_backward_accumulates_and_input_grad_switch(rng):
     for k, g in model.grads.items():
         assert_close(g, 2 * once[k], reduction=reduction, err_msg=k)
     model.zero_grad()
-    model.input_grad = True
+    model.needs_input_grad = True
     model.forward(x)
     dx = model.backward(dout)
     assert dx.shape == x.shape and dx.dtype == np.float32
@@ -517,12 +532,7 @@ def test_backward_frees_the_saved_maps_unless_retained(rng):
     dout = images(rng, (1, 3, 16, 16))
 
     def saved():
-        return [
-            m
-            for m in model.modules()
-            if getattr(m, "_cache", None) is not None
-            or getattr(m, "cache", None) is not None
-        ]
+        return [m for m in model.modules() if m.cache is not None]
 
     model.forward(x)
     assert len(saved()) > 10  # every conv, bn, pool and unpool
@@ -542,9 +552,84 @@ def test_inference_forward_keeps_no_saved_maps(rng, model_fn):
     kept = model.forward(x)
     freed = model.forward(x, keep_cache=False)
     np.testing.assert_array_equal(freed, kept)
-    assert not any(
-        getattr(m, "_cache", None) is not None or getattr(m, "cache", None) is not None
-        for m in model.modules()
-    )
+    assert not any(m.cache is not None for m in model.modules())
     with pytest.raises(RuntimeError, match="before forward"):
         model.backward(np.ones_like(freed))
+
+
+# -- stages built from parts ---------------------------------------------------------
+def bilinear_basic(dtype=np.float32, c=3):
+    """SegNet-Basic's stages with bilinear up-samplers: a one-line variant."""
+    enc = [EncoderStage(layers=conv_bn("", a, c, 3, relu=True, dtype=dtype, seed=k))
+           for k, a in enumerate((2, c))]  # fmt: skip
+    dec = [DecoderStage(up=Upsample(2), up_name="up", layers=conv_bn(
+        "", c, c, 3, relu=False, dtype=dtype, seed=k)) for k in (2, 3)]  # fmt: skip
+    return EncoderDecoder(
+        in_channels=2,
+        dtype=dtype,
+        encoders=enc,
+        decoders=dec,
+        head=Conv2D(c, 3, 1, dtype=dtype),
+    )
+
+
+def test_a_decoder_variant_is_a_one_line_model_and_trains(rng):
+    model = bilinear_basic()
+    assert (
+        isinstance(model.dec1.up_sampler, Upsample)
+        and model.dec1.up is model.dec1.up_sampler
+    )
+    assert list(model.params)[:2] == ["enc1.conv.weight", "enc1.conv.bias"]
+    x = images(rng, (2, 2, 13, 18))
+    y = rng.integers(0, 3, (2, 13, 18))
+    loss_fn = SoftmaxCrossEntropy()
+    optimizer = SGD(model.params, model.grads, lr=0.1)
+    optimizer.zero_grad()
+    before = loss_fn.forward(model.forward(x), y)
+    model.backward(loss_fn.backward())
+    assert all(np.abs(g).sum() > 0 for g in model.grads.values())
+    optimizer.step()
+    assert loss_fn.forward(model.forward(x), y) < before
+
+
+def test_variant_gradient_check(rng):
+    model = bilinear_basic(np.float64)
+    model.needs_input_grad = True
+    move_to_generic_point(model, rng)
+    report = check_layer(model, no_tie_input(rng, (1, 2, 9, 11)), max_entries=8)
+    assert_gradients_ok(model, report, "classifier.bias")
+
+
+def test_records_are_typed_and_checked(rng):
+    model = small_basic().eval()
+    _, records = model.encode(images(rng, (1, 2, 17, 16)))
+    assert all(isinstance(r, PoolIndices) and r.kind == "indices" for r in records)
+    assert PoolRecord is PoolIndices
+    maps = FeatureMaps(np.zeros((1, 3, 2, 2), np.float32), (2, 2))
+    with pytest.raises(TypeError, match="MaxUnpool2D up-samples with a PoolIndices"):
+        model.dec4.forward(np.zeros((1, 3, 1, 1), np.float32), maps)
+    with pytest.raises(TypeError, match="PoolIndices"):
+        model.dec4.forward(np.zeros((1, 3, 1, 1), np.float32), records[3].indices)
+    with pytest.raises(TypeError, match="not an up-sampler"):
+        DecoderStage(up=Conv2D(3, 3, 3))
+    with pytest.raises(TypeError, match="down must be"):
+        EncoderStage(down=Upsample(2))
+    with pytest.raises(ValueError, match="already has an attribute 'order'"):
+        EncoderStage(layers=[("order", Dropout())])
+
+
+def test_encoder_keeps_maps_and_dropout_goes_between_pool_and_unpool(rng):
+    stage = EncoderStage(layers=[("relu", ReLU())], after=[("drop", Dropout(0.5))],
+                         keep="maps")  # fmt: skip
+    assert [(n, role) for n, _, role in stage.parts()] == [
+        ("relu", "layer"), ("pool", "down"), ("drop", "layer")]  # fmt: skip
+    x = images(rng, (1, 2, 5, 7))
+    y, record = stage.forward(x)
+    assert isinstance(record, FeatureMaps) and record.size == (5, 7)
+    np.testing.assert_array_equal(record.maps, np.maximum(x, 0))
+    assert (y == 0).sum() > (MaxPool2D(2, 2)(np.maximum(x, 0))[0] == 0).sum()
+    up = DecoderStage(before=[("drop", Dropout(0.5, seed=1))], up=Upsample(2),
+                      up_name="up")  # fmt: skip
+    assert [n for n, _, _ in up.parts()] == ["drop", "up"]
+    assert up.forward(y, record).shape == x.shape
+    assert stage.backward(up.backward(np.ones_like(x))).shape == x.shape

@@ -10,7 +10,21 @@ import numba
 import numpy as np
 import pytest
 
+from npsegnet.layers import (
+    BatchNorm2D,
+    Conv2D,
+    ConvTranspose2D,
+    Dropout,
+    MaxPool2D,
+    MaxUnpool2D,
+    Module,
+    ReLU,
+    Upsample,
+)
 from npsegnet.models import (
+    DecoderStage,
+    EncoderDecoder,
+    EncoderStage,
     SegNet,
     SegNetBasic,
     export_torch,
@@ -19,7 +33,7 @@ from npsegnet.models import (
     to_torch_state_dict,
     torch_module,
 )
-from npsegnet.models.io import torch_forward, vgg16_key_map
+from npsegnet.models.io import torch_forward, vgg16_key_map  # the deprecated home
 
 
 @pytest.fixture(autouse=True)
@@ -112,7 +126,7 @@ def test_basic_forward_matches_torch(torch, rng, mode, dtype):
 )
 def test_training_step_matches_torch(torch, rng, factory, shape):
     model = factory().train()
-    model.input_grad = True
+    model.needs_input_grad = True
     net = torch_module(model)
     x = rng.standard_normal((2, model.in_channels, shape, shape + 4))
     g = rng.standard_normal((2, model.num_classes, shape, shape + 4))
@@ -250,3 +264,77 @@ def test_torch_forward_helper(torch, rng):
     model = SegNet(num_classes=2, channels=(1, 2, 2, 2, 2)).eval()
     x = rng.standard_normal((1, 3, 32, 32)).astype(np.float32)
     assert rel(torch_forward(model, x), model.forward(x)) < 1e-5
+
+
+# -- new parts export with no bridge change --------------------------------------
+def new_parts_model(p: float):
+    """Stages built from the new parts: grouped conv, ReLU, dropout after the
+    pool and before an up-sampler, a transposed convolution and bilinear
+    up-sampling, one encoder keeping its maps instead of indices."""
+    f64 = np.float64
+    enc1 = EncoderStage(
+        layers=[("conv", Conv2D(2, 4, 3, dtype=f64, seed=1)), ("relu", ReLU(f64))],
+        after=[("drop", Dropout(p, seed=0))],
+    )
+    enc2 = EncoderStage(
+        layers=[("dw", Conv2D(4, 4, 5, groups=4, dtype=f64, seed=2)),
+                ("bn", BatchNorm2D(4, relu=True, dtype=f64))],
+        keep="maps",
+    )  # fmt: skip
+    dec2 = DecoderStage(
+        before=[("drop", Dropout(p, seed=1))],
+        up=ConvTranspose2D(4, 4, 4, stride=2, padding=1, dtype=f64, seed=3),
+        up_name="up",
+        layers=[("bn", BatchNorm2D(4, dtype=f64))],
+    )
+    dec1 = DecoderStage(up=Upsample(2, "bilinear"), up_name="up")
+    model = EncoderDecoder(
+        in_channels=2, dtype=f64, encoders=[enc1, enc2], decoders=[dec2, dec1],
+        head=Conv2D(4, 3, 1, dtype=f64, seed=4),
+    )  # fmt: skip
+    model.needs_input_grad = True
+    return model
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5])
+def test_stage_of_new_parts_matches_torch(torch, rng, p):
+    model = new_parts_model(p)
+    net = torch_module(model)
+    assert set(net.state_dict()) == set(model.state_dict())
+    assert "dec2.up.weight" in model.params and "enc2.bn_relu1" in dict(
+        net.named_modules()
+    )
+    x = rng.standard_normal((2, 2, 11, 14))
+    model.eval()
+    net.eval()
+    with torch.no_grad():
+        assert rel(model.forward(x), net(torch.from_numpy(x)).numpy()) < 1e-12
+    if p > 0:
+        return  # training mode draws different dropout masks on each side
+    model.train()
+    net.train()
+    g = rng.standard_normal((2, 3, 11, 14))
+    ours = model.forward(x)
+    dx = model.backward(g)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    out = net(xt)
+    (out * torch.from_numpy(g)).sum().backward()
+    assert rel(ours, out.detach().numpy()) < 1e-12
+    assert rel(dx, xt.grad.numpy()) < 1e-10
+    for key, param in net.named_parameters():
+        theirs = param.grad.numpy()
+        gap = np.linalg.norm(model.grads[key] - theirs)
+        assert gap <= 1e-10 * np.linalg.norm(theirs) + 1e-12, key
+
+
+def test_layer_without_a_twin_is_named(torch):
+    class Odd(ReLU):
+        pass
+
+    from npsegnet.models.torch_bridge import TORCH_TWINS, torch_twins
+
+    assert torch_twins(Odd())[0].__class__ is torch.nn.ReLU  # a subclass inherits
+    assert set(TORCH_TWINS) >= {Conv2D, ConvTranspose2D, Upsample, BatchNorm2D,
+                                ReLU, MaxPool2D, MaxUnpool2D, Dropout}  # fmt: skip
+    with pytest.raises(TypeError, match="no PyTorch twin for Module"):
+        torch_twins(Module())

@@ -9,59 +9,45 @@ Every model maps normalised images ``(N, C_in, H, W)`` to per-pixel class
 scores ``(N, num_classes, H, W)`` with :meth:`forward`, back-propagates with
 :meth:`backward`, exposes ``params``/``grads``/``buffers`` by dotted name, and
 saves itself to one ``.npz`` that :func:`load_model` turns back into the same
-model. :mod:`npsegnet.models.io` also moves weights to and from PyTorch.
+model.
+
+The modules, from the bottom up: :mod:`~npsegnet.models.records` (what an
+encoder stage hands its mirror), :mod:`~npsegnet.models.stages` (encoder and
+decoder stages built from parts), :mod:`~npsegnet.models.registry` (model
+names), :mod:`~npsegnet.models.weights` (the weights file),
+:mod:`~npsegnet.models.blocks` (the encoder-decoder skeleton),
+:mod:`~npsegnet.models.segnet_basic` and :mod:`~npsegnet.models.segnet` (the
+two networks), :mod:`~npsegnet.models.vgg` (ImageNet VGG16 weights) and
+:mod:`~npsegnet.models.torch_bridge` (PyTorch). :mod:`npsegnet.models.io` is
+a deprecated alias of the last three, kept for one release.
 """
 
 from __future__ import annotations
 
-from .blocks import DecoderStage, EncoderDecoder, EncoderStage, PoolRecord
-from .io import (
+from .blocks import EncoderDecoder
+from .records import FeatureMaps, PoolIndices, PoolRecord, Record
+from .registry import MODELS, build_model
+from .segnet import SegNet
+from .segnet_basic import SegNetBasic
+from .stages import DecoderStage, EncoderStage
+from .torch_bridge import (
     export_torch,
-    load_model,
     load_torch_state_dict,
-    load_vgg16_into,
-    load_weights,
-    read_weights,
-    save_weights,
     to_torch_state_dict,
     torch_module,
 )
-from .segnet import SegNet
-from .segnet_basic import SegNetBasic
-
-#: Model names accepted by :func:`build_model` (and stored in weights files).
-MODELS = {SegNetBasic.name: SegNetBasic, SegNet.name: SegNet}
-
-
-def build_model(name: str, **kwargs) -> EncoderDecoder:
-    """Build a model by name.
-
-    Parameters
-    ----------
-    name : {"segnet-basic", "segnet"}
-        ``"segnet_basic"`` and ``"SegNet-Basic"`` are accepted too.
-    **kwargs
-        Constructor arguments (``num_classes``, ``in_channels``, ``dtype``,
-        ``seed``, and ``channels``/``kernel_size`` as each model takes them).
-
-    Returns
-    -------
-    SegNetBasic or SegNet
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str, got {type(name).__name__}")
-    key = name.strip().lower().replace("_", "-")
-    if key not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    return MODELS[key](**kwargs)
-
+from .vgg import load_vgg16_into
+from .weights import load_model, load_weights, read_weights, save_weights
 
 __all__ = [
     "MODELS",
     "DecoderStage",
     "EncoderDecoder",
     "EncoderStage",
+    "FeatureMaps",
+    "PoolIndices",
     "PoolRecord",
+    "Record",
     "SegNet",
     "SegNetBasic",
     "build_model",

@@ -1,202 +1,150 @@
-"""The encoder-decoder skeleton that SegNet-Basic and SegNet share.
+"""The encoder-decoder skeleton that SegNet-Basic, SegNet and their variants share.
 
-A SegNet is a chain of *encoder stages* (convolutions, each followed by
-batch-norm and ReLU, then a 2×2 stride-2 max-pool that records where each
-maximum came from) and a mirror chain of *decoder stages* (a max-unpool that
-puts every value back at the position its mirrored encoder pool recorded,
-then convolutions that densify the sparse map). Badrinarayanan, Kendall &
-Cipolla, "SegNet", arXiv 1511.00561, §3 and Fig. 3.
+A SegNet is a chain of encoder stages and a mirror chain of decoder stages
+(Badrinarayanan, Kendall & Cipolla, "SegNet", arXiv 1511.00561, §3 and
+Fig. 3). :class:`EncoderDecoder` holds that wiring once: it runs the
+:mod:`stages <npsegnet.models.stages>` ``enc1..encS``, hands each stage's
+:mod:`record <npsegnet.models.records>` (pool indices or feature maps, with
+the pre-pool size) to its mirrored decoder stage ``decS..dec1``, runs an
+optional head, the backward pass in reverse, and saves itself to a weights
+file (:mod:`npsegnet.models.weights`).
 
-This module holds that wiring once:
-
-* :class:`EncoderStage` and :class:`DecoderStage` run a list of named layers
-  (``conv``, ``bn``, ``relu`` or ``conv1``, ``bn1``, ...) and the pool/unpool;
-* :class:`EncoderDecoder` chains the stages, carries each pool's indices
-  **and its input size** to the mirrored decoder, runs the backward pass in
-  reverse, and knows its constructor arguments so that a weights file can
-  rebuild it (:mod:`npsegnet.models.io`).
-
-Only the layer plans differ between the two models; they live in
-:mod:`npsegnet.models.segnet_basic` and :mod:`npsegnet.models.segnet`.
+Only the stage plans differ between models; they live in
+:mod:`npsegnet.models.segnet_basic` and :mod:`npsegnet.models.segnet`, and a
+new variant can be a one-line ``EncoderDecoder(encoders=..., decoders=...)``.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from .._checks import check_float_array
-from ..config import FLOAT_DTYPES
-from ..layers.base import Module
-from ..layers.batchnorm import BatchNorm2D
-from ..layers.conv import Conv2D
-from ..layers.pool import MaxPool2D
-from ..layers.unpool import MaxUnpool2D
+from ..config import DEFAULT_DTYPE, FLOAT_DTYPES
+from ..layers.base import Module, warn_renamed
+from .records import PoolRecord, Record
+from .stages import (
+    DecoderStage,
+    EncoderStage,
+    Stage,
+    add_conv_bn,
+    conv_bn,
+    conv_seeds,
+)
+from .weights import load_model, load_weights, save_weights
+
+# Stage, add_conv_bn, conv_seeds and PoolRecord were defined here before the
+# stages and records got modules of their own; kept importable from here.
+__all__ = [
+    "DecoderStage",
+    "EncoderDecoder",
+    "EncoderStage",
+    "PoolRecord",
+    "Stage",
+    "add_conv_bn",
+    "check_model_dtype",
+    "conv_bn",
+    "conv_seeds",
+]
 
 
-class PoolRecord(NamedTuple):
-    """What an encoder stage hands to its mirrored decoder stage.
-
-    Attributes
-    ----------
-    indices : ndarray of int64, shape (N, C, H // 2, W // 2)
-        Flat index ``h * W + w`` of each window's maximum in its ``(n, c)``
-        plane of the pool's input.
-    size : tuple of int
-        ``(H, W)``, the pool's input size, which the unpool restores. With
-        floor-mode pooling an odd ``H`` loses its last row in the pool, so
-        ``H`` cannot be recovered from the pooled map alone.
-    """
-
-    indices: np.ndarray
-    size: tuple[int, int]
-
-
-class Stage(Module):
-    """A chain of named layers run in the order they were added."""
-
-    def __init__(self, dtype):
-        super().__init__(dtype)
-        self.order: list[str] = []
-
-    def add(self, name: str, layer: Module) -> Module:
-        """Attach ``layer`` as attribute ``name`` and run it after the others."""
-        setattr(self, name, layer)
-        self.order.append(name)
-        return layer
-
-    def _forward_layers(self, x):
-        for name in self.order:
-            x = getattr(self, name).forward(x)
-        return x
-
-    def _backward_layers(self, dout):
-        for name in reversed(self.order):
-            dout = getattr(self, name).backward(dout)
-        return dout
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.order)
-        return f"{type(self).__name__}({inner})"
-
-
-class EncoderStage(Stage):
-    """Layers, then a 2×2 stride-2 max-pool that records its indices."""
-
-    def __init__(self, dtype):
-        super().__init__(dtype)
-        self.pool = MaxPool2D(kernel_size=2, stride=2, dtype=dtype)
-
-    def forward(self, x: np.ndarray) -> tuple[np.ndarray, PoolRecord]:
-        """Run the layers and pool.
-
-        Parameters
-        ----------
-        x : ndarray of shape (N, C_in, H, W)
-
-        Returns
-        -------
-        y : ndarray of shape (N, C_out, H // 2, W // 2)
-        record : PoolRecord
-            The pool's indices and input size ``(H, W)``.
-        """
-        x = self._forward_layers(x)
-        y, indices = self.pool.forward(x)
-        return y, PoolRecord(indices, (int(x.shape[2]), int(x.shape[3])))
-
-    def backward(self, dout: np.ndarray):
-        """Gradient of the stage's input given that of its pooled output."""
-        return self._backward_layers(self.pool.backward(dout))
-
-
-class DecoderStage(Stage):
-    """A max-unpool to the mirrored encoder's pre-pool size, then layers."""
-
-    def __init__(self, dtype):
-        super().__init__(dtype)
-        self.unpool = MaxUnpool2D(kernel_size=2, stride=2, dtype=dtype)
-
-    def forward(self, x: np.ndarray, record: PoolRecord) -> np.ndarray:
-        """Unpool with the mirrored encoder's record, then run the layers.
-
-        Parameters
-        ----------
-        x : ndarray of shape (N, C, h, w)
-        record : PoolRecord
-            From the mirrored :class:`EncoderStage`; ``record.indices`` has
-            the shape of ``x``.
-
-        Returns
-        -------
-        ndarray of shape (N, C_out, H, W)
-            ``(H, W) = record.size``.
-        """
-        x = self.unpool.forward(x, record.indices, output_size=record.size)
-        return self._forward_layers(x)
-
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        """Gradient of the stage's (pooled-size) input."""
-        return self.unpool.backward(self._backward_layers(dout))
-
-
-def conv_seeds(seed: int):
-    """An endless stream of per-layer seeds drawn from the model's ``seed``."""
-    rng = np.random.default_rng(seed)
-    while True:
-        yield int(rng.integers(0, 2**31 - 1))
-
-
-def add_conv_bn(
-    stage: Stage,
-    suffix: str,
-    in_channels: int,
-    out_channels: int,
-    kernel_size: int,
-    *,
-    relu: bool,
-    dtype,
-    seed: int,
-) -> None:
-    """Append ``conv{suffix}`` → ``bn{suffix}`` (→ ReLU) to ``stage``.
-
-    The ReLU is fused into the batch-norm layer (``BatchNorm2D(relu=True)``):
-    one pass over the map instead of two, and no extra activation to store.
-    """
-    stage.add(
-        f"conv{suffix}",
-        Conv2D(
-            in_channels,
-            out_channels,
-            kernel_size,
-            padding=kernel_size // 2,
-            bias=True,
-            dtype=dtype,
-            seed=seed,
-        ),
-    )
-    stage.add(f"bn{suffix}", BatchNorm2D(out_channels, relu=relu, dtype=dtype))
+def check_model_dtype(dtype) -> np.dtype:
+    """``np.dtype(dtype)`` if it is float32 or float64, else ``TypeError``."""
+    if np.dtype(dtype).name not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+    return np.dtype(dtype)
 
 
 class EncoderDecoder(Module):
     """Encoder stages ``enc1..encS``, decoder stages ``decS..dec1``, a head.
 
-    Subclasses build the stages as attributes ``enc1``, ..., ``dec1`` (and an
-    optional ``classifier``), set :attr:`name`, and keep their constructor
-    arguments but ``dtype`` in ``self._config``.
+    Parameters
+    ----------
+    num_stages : int, optional
+        ``S``; taken from ``encoders`` when they are given.
+    in_channels : int
+        Channels of the input images.
+    dtype : dtype
+        float32 or float64.
+    encoders : sequence of EncoderStage, optional
+        ``[enc1, ..., encS]``, in the order data flows through them.
+    decoders : sequence of DecoderStage, optional
+        ``[decS, ..., dec1]``, in the order data flows: decoder stage ``k``
+        receives encoder stage ``k``'s record.
+    head : Module, optional
+        Run after the last decoder stage (attribute ``classifier``).
+
+    Notes
+    -----
+    SegNetBasic and SegNet build their stages and hand them to this
+    constructor, set :attr:`name` and keep their constructor arguments but
+    ``dtype`` in ``self._config`` (what a weights file records to rebuild
+    them). Any other stack of stages is a model too, with the same forward,
+    backward and weights; :func:`~npsegnet.models.load_model` only rebuilds
+    the registered ones (load the others with :meth:`load`).
+
+    Examples
+    --------
+    A SegNet-Basic-shaped network whose decoders up-sample bilinearly (the
+    paper's "Bilinear-Interpolation" variant, Table 1):
+
+    >>> from npsegnet.layers import Conv2D, Upsample
+    >>> from npsegnet.models import DecoderStage, EncoderDecoder, EncoderStage
+    >>> from npsegnet.models.stages import conv_bn
+    >>> model = EncoderDecoder(
+    ...     in_channels=3,
+    ...     encoders=[EncoderStage(layers=conv_bn("", c, 8, 3, relu=True,
+    ...               dtype="float32", seed=k)) for k, c in enumerate((3, 8))],
+    ...     decoders=[DecoderStage(up=Upsample(2), up_name="up", layers=conv_bn(
+    ...               "", 8, 8, 3, relu=False, dtype="float32", seed=k))
+    ...               for k in (2, 3)],
+    ...     head=Conv2D(8, 5, 1, seed=4),
+    ... )
+    >>> import numpy as np
+    >>> model.forward(np.zeros((1, 3, 9, 10), np.float32)).shape
+    (1, 5, 9, 10)
     """
 
     #: Registry name (``"segnet-basic"``, ``"segnet"``), stored in weight files.
     name = "encoder-decoder"
 
-    def __init__(self, num_stages: int, in_channels: int, dtype):
-        if np.dtype(dtype).name not in FLOAT_DTYPES:
-            raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
-        super().__init__(dtype)
+    def __init__(
+        self,
+        num_stages: int | None = None,
+        in_channels: int = 3,
+        dtype=DEFAULT_DTYPE,
+        *,
+        encoders=(),
+        decoders=(),
+        head: Module | None = None,
+    ):
+        super().__init__(check_model_dtype(dtype))
+        encoders, decoders = list(encoders), list(decoders)
+        if num_stages is None:
+            num_stages = len(encoders)
+        if encoders or decoders:
+            if not len(encoders) == len(decoders) == num_stages:
+                raise ValueError(
+                    f"a model of {num_stages} stages needs {num_stages} encoders "
+                    f"and decoders, got {len(encoders)} and {len(decoders)}"
+                )
+            kinds = [(e, EncoderStage) for e in encoders]
+            kinds += [(d, DecoderStage) for d in decoders]
+            for stage, kind in kinds:
+                if not isinstance(stage, kind):
+                    raise TypeError(
+                        f"expected a {kind.__name__}, got {type(stage).__name__}"
+                    )
         self.num_stages = num_stages
         self.in_channels = in_channels
         self._config: dict = {}
-        self._logits_shape: tuple | None = None
+        # Attributes are set in the order data flows, which is also the order
+        # of the keys in params, grads and state_dict.
+        for k, stage in enumerate(encoders, start=1):
+            setattr(self, f"enc{k}", stage)
+        for k, stage in zip(range(num_stages, 0, -1), decoders, strict=False):
+            setattr(self, f"dec{k}", stage)
+        if head is not None:
+            self.classifier = head
 
     @property
     def config(self) -> dict:
@@ -229,22 +177,34 @@ class EncoderDecoder(Module):
         return 2**self.num_stages
 
     @property
-    def input_grad(self) -> bool:
+    def needs_input_grad(self) -> bool:
         """Whether :meth:`backward` computes and returns the input gradient.
 
         Training never needs the gradient of the image, and it costs the
-        first convolution a full extra pass, so it is off by default and
-        :meth:`backward` returns ``None``. Set it to ``True`` for a gradient
-        check of the whole model or for saliency maps.
+        first convolution a full extra pass, so SegNetBasic and SegNet turn it
+        off and :meth:`backward` returns ``None``. Set it to ``True`` for a
+        gradient check of the whole model or for saliency maps. It is the
+        ``needs_input_grad`` of the first layer of ``enc1``.
         """
-        return bool(self._first_conv().need_dx)
+        return bool(self._first_layer().needs_input_grad)
+
+    @needs_input_grad.setter
+    def needs_input_grad(self, value: bool) -> None:
+        self._first_layer().needs_input_grad = bool(value)
+
+    @property
+    def input_grad(self) -> bool:
+        """Deprecated alias of :attr:`needs_input_grad` (one release)."""
+        warn_renamed("input_grad", "needs_input_grad")
+        return self.needs_input_grad
 
     @input_grad.setter
     def input_grad(self, value: bool) -> None:
-        self._first_conv().need_dx = bool(value)
+        warn_renamed("input_grad", "needs_input_grad")
+        self.needs_input_grad = value
 
-    def _first_conv(self) -> Conv2D:
-        return getattr(self.enc1, self.enc1.order[0])
+    def _first_layer(self) -> Module:
+        return self.enc1.parts()[0][1]
 
     # -- forward ------------------------------------------------------------
     def _check_input(self, x) -> np.ndarray:
@@ -264,7 +224,7 @@ class EncoderDecoder(Module):
 
     def encode(
         self, x: np.ndarray, keep_cache: bool = True
-    ) -> tuple[np.ndarray, list[PoolRecord]]:
+    ) -> tuple[np.ndarray, list[Record]]:
         """Run the encoder.
 
         Parameters
@@ -276,10 +236,10 @@ class EncoderDecoder(Module):
         Returns
         -------
         features : ndarray of shape (N, C_S, H_S, W_S)
-            The last pool's output; ``H_S`` is ``H`` halved (rounding down)
-            ``S`` times.
-        records : list of PoolRecord
-            One per encoder stage, ``enc1`` first.
+            The last encoder stage's output; with 2×2 pools ``H_S`` is ``H``
+            halved (rounding down) ``S`` times.
+        records : list of PoolIndices or FeatureMaps
+            One per encoder stage, ``enc1`` first (:mod:`npsegnet.models.records`).
         """
         x = self._check_input(x)
         records = []
@@ -291,11 +251,11 @@ class EncoderDecoder(Module):
         return x, records
 
     def decode(
-        self, features: np.ndarray, records: list[PoolRecord], keep_cache: bool = True
+        self, features: np.ndarray, records: list[Record], keep_cache: bool = True
     ) -> np.ndarray:
         """Run the decoder and head on :meth:`encode`'s output.
 
-        Decoder stage ``k`` unpools with ``records[k - 1]``, the record of its
+        Decoder stage ``k`` up-samples with ``records[k - 1]``, the record of its
         mirrored encoder stage ``k``. ``keep_cache``: see :meth:`forward`.
 
         Returns
@@ -304,7 +264,7 @@ class EncoderDecoder(Module):
         """
         if len(records) != self.num_stages:
             raise ValueError(
-                f"records must hold {self.num_stages} PoolRecords, got {len(records)}"
+                f"records must hold {self.num_stages} records, got {len(records)}"
             )
         x = features
         for stage, record in zip(self.decoders, reversed(records), strict=True):
@@ -344,7 +304,7 @@ class EncoderDecoder(Module):
         """
         features, records = self.encode(x, keep_cache)
         logits = self.decode(features, records, keep_cache)
-        self._logits_shape = logits.shape if keep_cache else None
+        self.cache = logits.shape if keep_cache else None
         return logits
 
     def backward(
@@ -367,19 +327,20 @@ class EncoderDecoder(Module):
         Returns
         -------
         ndarray of shape (N, C_in, H, W) or None
-            The input gradient when :attr:`input_grad` is set, else ``None``.
+            The input gradient when :attr:`needs_input_grad` is set, else
+            ``None``.
         """
-        if self._logits_shape is None:
+        if self.cache is None:
             raise RuntimeError(
                 "backward() called before forward(), or a second time after the "
                 "first freed the forward's saved maps (pass retain_cache=True to "
                 "back-propagate twice)"
             )
         dlogits = check_float_array(dlogits, "dlogits", ndim=4, dtype=self.dtype)
-        if dlogits.shape != self._logits_shape:
+        if dlogits.shape != self.cache:
             raise ValueError(
                 f"dlogits has shape {dlogits.shape} but the last forward() returned "
-                f"{self._logits_shape}"
+                f"{self.cache}"
             )
         d = dlogits
         del dlogits  # the loss's buffer can go as soon as the head is done
@@ -390,26 +351,22 @@ class EncoderDecoder(Module):
             if not retain_cache:
                 module.clear_cache()
         if not retain_cache:
-            self._logits_shape = None
+            self.cache = None
         return d
 
     # -- weights files ------------------------------------------------------
     def save(self, path, metadata: dict | None = None):
         """Write parameters, buffers and :attr:`config` to ``path`` (``.npz``).
 
-        See :func:`npsegnet.models.io.save_weights`.
+        See :func:`npsegnet.models.weights.save_weights`.
         """
-        from .io import save_weights
-
         return save_weights(self, path, metadata=metadata)
 
     def load(self, path, strict: bool = True):
         """Read weights saved by :meth:`save` into this model, in place.
 
-        See :func:`npsegnet.models.io.load_weights`.
+        See :func:`npsegnet.models.weights.load_weights`.
         """
-        from .io import load_weights
-
         return load_weights(self, path, strict=strict)
 
     @classmethod
@@ -418,8 +375,6 @@ class EncoderDecoder(Module):
 
         Raises ``ValueError`` when the file holds another architecture.
         """
-        from .io import load_model
-
         model = load_model(path, dtype=dtype)
         if not isinstance(model, cls):
             raise ValueError(

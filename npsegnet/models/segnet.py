@@ -19,7 +19,7 @@ stage ``k``'s indices, then runs its 3×3 convolutions (output channels below):
 
 The encoder is VGG16's 13 convolutional layers with batch-norm (torchvision's
 ``vgg16_bn`` ``features``), so it can start from ImageNet weights
-(:func:`npsegnet.models.io.load_vgg16_into`). Decoder stage ``k`` runs the
+(:func:`npsegnet.models.vgg.load_vgg16_into`). Decoder stage ``k`` runs the
 mirror images of encoder stage ``k``'s convolutions in reverse: its
 ``conv{j}`` maps the channels of encoder ``conv{j}``'s output back to those of
 its input, so ``dec1.conv1`` (64 → ``num_classes``) mirrors ``enc1.conv1``
@@ -45,13 +45,16 @@ from __future__ import annotations
 from .._checks import check_positive_int
 from ..config import DEFAULT_DTYPE
 from ..layers.conv import Conv2D
-from .blocks import DecoderStage, EncoderDecoder, EncoderStage, add_conv_bn, conv_seeds
+from .blocks import EncoderDecoder, check_model_dtype
+from .registry import register
+from .stages import DecoderStage, EncoderStage, conv_bn, conv_seeds
 
 #: Output channels of every stage of VGG16, and how many convolutions each has.
 VGG16_CHANNELS = (64, 128, 256, 512, 512)
 VGG16_DEPTHS = (2, 2, 3, 3, 3)
 
 
+@register
 class SegNet(EncoderDecoder):
     """SegNet with a VGG16-BN encoder (13 convs) and its mirrored decoder.
 
@@ -73,9 +76,10 @@ class SegNet(EncoderDecoder):
     ----------
     enc1, ..., enc5 : EncoderStage
         Layers ``conv1``, ``bn1``, ``conv2``, ``bn2`` (, ``conv3``, ``bn3``),
-        each batch-norm with fused ReLU, then ``pool``.
+        each batch-norm with fused ReLU, then the down-sampler ``pool``.
     dec5, ..., dec1 : DecoderStage
-        ``unpool`` with the indices of ``enc{k}``, then ``conv3``/``bn3`` (in
+        The up-sampler ``unpool`` with the indices of ``enc{k}``, then
+        ``conv3``/``bn3`` (in
         stages 3-5), ``conv2``/``bn2``, ``conv1``/``bn1``, run in that order;
         ``dec1`` ends with ``conv1`` alone (no ``bn1``).
 
@@ -117,15 +121,7 @@ class SegNet(EncoderDecoder):
             )
         channels = tuple(check_positive_int(c, "channels") for c in channels)
         seed = check_positive_int(seed, "seed", minimum=0)
-        super().__init__(num_stages=5, in_channels=in_channels, dtype=dtype)
-        self.num_classes = num_classes
-        self.channels = channels
-        self._config = {
-            "in_channels": in_channels,
-            "num_classes": num_classes,
-            "channels": list(channels),
-            "seed": seed,
-        }
+        dtype = check_model_dtype(dtype)
         seeds = conv_seeds(seed)
 
         # plans[k] lists encoder stage k's convolutions as (in, out).
@@ -135,52 +131,47 @@ class SegNet(EncoderDecoder):
             plans.append([(c_in if j == 0 else c_out, c_out) for j in range(depth)])
             c_in = c_out
 
-        for k, plan in enumerate(plans, start=1):
-            stage = EncoderStage(self.dtype)
+        encoders = []
+        for plan in plans:
+            layers = []
             for j, (a, b) in enumerate(plan, start=1):
-                add_conv_bn(
-                    stage,
-                    str(j),
-                    a,
-                    b,
-                    3,
-                    relu=True,
-                    dtype=self.dtype,
-                    seed=next(seeds),
+                layers += conv_bn(
+                    str(j), a, b, 3, relu=True, dtype=dtype, seed=next(seeds)
                 )
-            setattr(self, f"enc{k}", stage)
+            encoders.append(EncoderStage(dtype, layers=layers))
 
+        decoders = []  # dec5, ..., dec1
         for k in range(5, 0, -1):
-            stage = DecoderStage(self.dtype)
             plan = plans[k - 1]
+            layers = []
             for j in range(len(plan), 0, -1):
                 a, b = plan[j - 1]
-                last = k == 1 and j == 1
-                if last:
+                if k == 1 and j == 1:
                     # The very last convolution feeds the loss: no BN, no ReLU.
-                    stage.add(
-                        "conv1",
-                        Conv2D(
-                            b,
-                            num_classes,
-                            3,
-                            padding=1,
-                            bias=True,
-                            dtype=self.dtype,
-                            seed=next(seeds),
-                        ),
-                    )
-                else:
-                    add_conv_bn(
-                        stage,
-                        str(j),
+                    last = Conv2D(
                         b,
-                        a,
+                        num_classes,
                         3,
-                        relu=True,
-                        dtype=self.dtype,
+                        padding=1,
+                        bias=True,
+                        dtype=dtype,
                         seed=next(seeds),
                     )
-            setattr(self, f"dec{k}", stage)
+                    layers.append(("conv1", last))
+                else:
+                    layers += conv_bn(
+                        str(j), b, a, 3, relu=True, dtype=dtype, seed=next(seeds)
+                    )
+            decoders.append(DecoderStage(dtype, layers=layers))
+
+        super().__init__(5, in_channels, dtype, encoders=encoders, decoders=decoders)
+        self.num_classes = num_classes
+        self.channels = channels
+        self._config = {
+            "in_channels": in_channels,
+            "num_classes": num_classes,
+            "channels": list(channels),
+            "seed": seed,
+        }
         # The image needs no gradient: skip the first conv's costliest product.
-        self.input_grad = False
+        self.needs_input_grad = False

@@ -41,9 +41,12 @@ from __future__ import annotations
 from .._checks import check_positive_int
 from ..config import DEFAULT_DTYPE
 from ..layers.conv import Conv2D
-from .blocks import DecoderStage, EncoderDecoder, EncoderStage, add_conv_bn, conv_seeds
+from .blocks import EncoderDecoder, check_model_dtype
+from .registry import register
+from .stages import DecoderStage, EncoderStage, conv_bn, conv_seeds
 
 
+@register
 class SegNetBasic(EncoderDecoder):
     """SegNet-Basic: four encoder and four decoder stages of one wide conv each.
 
@@ -66,10 +69,12 @@ class SegNetBasic(EncoderDecoder):
     Attributes
     ----------
     enc1, ..., enc4 : EncoderStage
-        Layers ``conv``, ``bn`` (with fused ReLU) and ``pool``.
+        Layers ``conv``, ``bn`` (with fused ReLU), then the down-sampler
+        ``pool`` (``MaxPool2D(2, 2)``).
     dec4, ..., dec1 : DecoderStage
-        Layers ``unpool``, ``conv``, ``bn`` (no ReLU). ``dec{k}`` unpools with
-        the indices of ``enc{k}``.
+        The up-sampler ``unpool`` (``MaxUnpool2D(2, 2)``), then layers
+        ``conv``, ``bn`` (no ReLU). ``dec{k}`` unpools with the indices of
+        ``enc{k}``.
     classifier : Conv2D
         1×1 convolution to ``num_classes``.
 
@@ -115,7 +120,55 @@ class SegNetBasic(EncoderDecoder):
                 f"map size, got {kernel_size}"
             )
         seed = check_positive_int(seed, "seed", minimum=0)
-        super().__init__(num_stages=4, in_channels=in_channels, dtype=dtype)
+        dtype = check_model_dtype(dtype)
+        seeds = conv_seeds(seed)
+        encoders = [
+            EncoderStage(
+                dtype,
+                layers=conv_bn(
+                    "",
+                    in_channels if k == 1 else channels,
+                    channels,
+                    kernel_size,
+                    relu=True,
+                    dtype=dtype,
+                    seed=next(seeds),
+                ),
+            )
+            for k in range(1, 5)
+        ]
+        decoders = [  # dec4, ..., dec1
+            DecoderStage(
+                dtype,
+                layers=conv_bn(
+                    "",
+                    channels,
+                    channels,
+                    kernel_size,
+                    relu=False,
+                    dtype=dtype,
+                    seed=next(seeds),
+                ),
+            )
+            for _ in range(4)
+        ]
+        classifier = Conv2D(
+            channels,
+            num_classes,
+            1,
+            padding=0,
+            bias=True,
+            dtype=dtype,
+            seed=next(seeds),
+        )
+        super().__init__(
+            4,
+            in_channels,
+            dtype,
+            encoders=encoders,
+            decoders=decoders,
+            head=classifier,
+        )
         self.num_classes = num_classes
         self._config = {
             "in_channels": in_channels,
@@ -124,44 +177,5 @@ class SegNetBasic(EncoderDecoder):
             "kernel_size": kernel_size,
             "seed": seed,
         }
-        seeds = conv_seeds(seed)
-        # Attributes are set in the order data flows, which is also the order
-        # of the keys in params, grads and state_dict.
-        for k in range(1, 5):
-            stage = EncoderStage(self.dtype)
-            c_in = in_channels if k == 1 else channels
-            add_conv_bn(
-                stage,
-                "",
-                c_in,
-                channels,
-                kernel_size,
-                relu=True,
-                dtype=self.dtype,
-                seed=next(seeds),
-            )
-            setattr(self, f"enc{k}", stage)
-        for k in range(4, 0, -1):
-            stage = DecoderStage(self.dtype)
-            add_conv_bn(
-                stage,
-                "",
-                channels,
-                channels,
-                kernel_size,
-                relu=False,
-                dtype=self.dtype,
-                seed=next(seeds),
-            )
-            setattr(self, f"dec{k}", stage)
-        self.classifier = Conv2D(
-            channels,
-            num_classes,
-            1,
-            padding=0,
-            bias=True,
-            dtype=self.dtype,
-            seed=next(seeds),
-        )
         # The image needs no gradient: skip the first conv's costliest product.
-        self.input_grad = False
+        self.needs_input_grad = False

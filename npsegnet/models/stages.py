@@ -1,0 +1,390 @@
+"""Encoder and decoder stages, each given its parts: layers and a re-sampler.
+
+A SegNet is a chain of *encoder stages* and a mirror chain of *decoder
+stages* (Badrinarayanan, Kendall & Cipolla, "SegNet", arXiv 1511.00561, §3
+and Fig. 3). Every stage is built from parts handed to it as values:
+
+* :class:`EncoderStage`: its ``layers`` (convolutions, batch-norm, ...), then
+  a **down-sampler** (``MaxPool2D(2, 2)``, which records its indices), then
+  optional ``after`` layers (Bayesian SegNet's dropout goes after the pool).
+  It returns the down-sampled map and a :mod:`record <npsegnet.models.records>`
+  for its mirror: the pool's indices (``keep="indices"``) or the maps before
+  the pool (``keep="maps"``), with the pre-pool size either way.
+* :class:`DecoderStage`: optional ``before`` layers (dropout before the
+  unpool), then an **up-sampler** that reads the mirrored encoder's record
+  (``MaxUnpool2D`` with the indices; ``Upsample`` or ``ConvTranspose2D`` with
+  the size only), then its ``layers``.
+
+So the paper's decoder variants differ only in the part handed over::
+
+    DecoderStage(up=MaxUnpool2D(2, 2), layers=conv_bn("", 64, 64, 7, ...))
+    DecoderStage(up=Upsample(2, "bilinear"), up_name="up", layers=...)
+
+How a decoder stage calls each kind of up-sampler, and which record kind it
+needs, is written once, in :data:`UP_SAMPLERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._checks import check_choice
+from ..config import DEFAULT_DTYPE
+from ..layers.base import Module
+from ..layers.batchnorm import BatchNorm2D
+from ..layers.conv import Conv2D
+from ..layers.conv_transpose import ConvTranspose2D
+from ..layers.pool import MaxPool2D
+from ..layers.unpool import MaxUnpool2D
+from ..layers.upsample import Upsample
+from .records import RECORD_KINDS, FeatureMaps, PoolIndices, Record
+
+#: Down-samplers an encoder stage accepts: ``forward(x)`` returns
+#: ``(y, indices)``, as ``torch.nn.MaxPool2d(return_indices=True)``.
+DOWN_SAMPLERS = (MaxPool2D,)
+
+
+@dataclass(frozen=True)
+class UpSampling:
+    """How a decoder stage calls one kind of up-sampler.
+
+    Attributes
+    ----------
+    needs : type
+        The record class the up-sampler reads (:class:`Record`: any).
+    arguments : callable
+        ``record -> (args, kwargs)`` passed after ``x`` to its ``forward``.
+    """
+
+    needs: type
+    arguments: Callable[[Record], tuple[tuple, dict]]
+
+    def __call__(self, layer, x, record):
+        """``layer(x, *args, **kwargs)`` with the arguments ``record`` gives."""
+        if not isinstance(record, self.needs):
+            raise TypeError(
+                f"{type(layer).__name__} up-samples with a {self.needs.__name__} "
+                f"record from its mirrored encoder stage, got "
+                f"{type(record).__name__}"
+                + (
+                    f" (kind {record.kind!r}); build that encoder stage with "
+                    f"keep={self.needs.kind!r}"
+                    if isinstance(record, Record) and self.needs is not Record
+                    else ""
+                )
+            )
+        args, kwargs = self.arguments(record)
+        return layer(x, *args, **kwargs)
+
+
+def _indices_and_size(record: PoolIndices):
+    return (record.indices,), {"output_size": record.size}
+
+
+def _size(record: Record):
+    return (), {"output_size": record.size}
+
+
+#: The up-samplers a decoder stage accepts, and how it calls each one.
+UP_SAMPLERS: dict[type, UpSampling] = {
+    MaxUnpool2D: UpSampling(PoolIndices, _indices_and_size),
+    Upsample: UpSampling(Record, _size),
+    ConvTranspose2D: UpSampling(Record, _size),
+}
+
+
+def up_sampling(layer) -> UpSampling:
+    """The :data:`UP_SAMPLERS` entry of ``layer``'s class (or of a base class)."""
+    for cls in type(layer).__mro__:
+        if cls in UP_SAMPLERS:
+            return UP_SAMPLERS[cls]
+    raise TypeError(
+        f"{type(layer).__name__} is not an up-sampler a DecoderStage knows; use "
+        f"one of {[c.__name__ for c in UP_SAMPLERS]} (or add it to UP_SAMPLERS)"
+    )
+
+
+def _named(layers) -> list[tuple[str, Module]]:
+    """``[(name, layer), ...]`` from a dict or a sequence of pairs."""
+    pairs = list(layers.items()) if isinstance(layers, dict) else list(layers)
+    for pair in pairs:
+        if not (
+            isinstance(pair, tuple)
+            and len(pair) == 2
+            and isinstance(pair[0], str)
+            and isinstance(pair[1], Module)
+        ):
+            raise TypeError(
+                f"stage layers must be (name, layer) pairs or a dict, got {pair!r}"
+            )
+    return pairs
+
+
+class Stage(Module):
+    """Named parts run in data-flow order; subclasses place the re-sampler."""
+
+    def __init__(self, dtype=DEFAULT_DTYPE):
+        super().__init__(dtype)
+        self.order: list[str] = []  # the stage's main layers
+
+    def add(self, name: str, layer: Module) -> Module:
+        """Attach ``layer`` as attribute ``name``; run it after the other layers."""
+        return self._attach(self.order, name, layer)
+
+    def _attach(self, names: list, name: str, layer: Module) -> Module:
+        if not isinstance(layer, Module):
+            raise TypeError(f"{name} must be a layer, got {type(layer).__name__}")
+        if name in vars(self) or hasattr(type(self), name):
+            raise ValueError(
+                f"{type(self).__name__} already has an attribute {name!r}; "
+                "give the part another name"
+            )
+        setattr(self, name, layer)
+        names.append(name)
+        return layer
+
+    def _run(self, names, x):
+        for name in names:
+            x = getattr(self, name).forward(x)
+        return x
+
+    def _run_back(self, names, dout):
+        for name in reversed(names):
+            dout = getattr(self, name).backward(dout)
+        return dout
+
+    def parts(self) -> list[tuple[str, Module, str]]:
+        """``(name, layer, role)`` in data-flow order; role is ``"layer"``,
+        ``"down"`` or ``"up"``. The PyTorch bridge rebuilds a stage from it."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={layer!r}" for name, layer, _ in self.parts())
+        return f"{type(self).__name__}({inner})"
+
+
+class EncoderStage(Stage):
+    """``layers`` → down-sampler → ``after``; returns the map and a record.
+
+    Parameters
+    ----------
+    dtype : dtype
+        Of the default down-sampler (the layers bring their own).
+    layers : dict or sequence of (name, layer)
+        Run first, in order; each becomes an attribute (``stage.conv``) and
+        the prefix of its parameters (``"enc1.conv.weight"``).
+    down : MaxPool2D, optional
+        The down-sampler, ``MaxPool2D(2, 2)`` by default; attribute
+        ``down_name``.
+    after : dict or sequence of (name, layer)
+        Run on the down-sampled map (dropout in Bayesian SegNet).
+    keep : {"indices", "maps"}
+        What the record for the mirrored decoder holds: the pool's indices
+        (:class:`PoolIndices`) or the maps before the pool
+        (:class:`FeatureMaps`, for decoders that add the encoder's maps).
+    down_name : str
+        Attribute name of the down-sampler (``"pool"``).
+    """
+
+    def __init__(
+        self,
+        dtype=DEFAULT_DTYPE,
+        *,
+        layers=(),
+        down=None,
+        after=(),
+        keep="indices",
+        down_name="pool",
+    ):
+        super().__init__(dtype)
+        self.after: list[str] = []
+        self.keep = check_choice(keep, "keep", tuple(RECORD_KINDS))
+        for name, layer in _named(layers):
+            self.add(name, layer)
+        if down is None:
+            down = MaxPool2D(kernel_size=2, stride=2, dtype=dtype)
+        if not isinstance(down, DOWN_SAMPLERS):
+            raise TypeError(
+                f"down must be one of {[c.__name__ for c in DOWN_SAMPLERS]} "
+                f"(forward(x) -> (y, indices)), got {type(down).__name__}"
+            )
+        self.down_name = down_name
+        self._attach([], down_name, down)
+        for name, layer in _named(after):
+            self.add_after(name, layer)
+
+    @property
+    def down_sampler(self) -> Module:
+        """The down-sampler (``stage.pool`` in SegNet)."""
+        return getattr(self, self.down_name)
+
+    def add_after(self, name: str, layer: Module) -> Module:
+        """Attach ``layer``; run it on the down-sampled map, after the others."""
+        return self._attach(self.after, name, layer)
+
+    def parts(self):
+        return (
+            [(n, getattr(self, n), "layer") for n in self.order]
+            + [(self.down_name, self.down_sampler, "down")]
+            + [(n, getattr(self, n), "layer") for n in self.after]
+        )
+
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, Record]:
+        """Run the layers, the down-sampler and the ``after`` layers.
+
+        Parameters
+        ----------
+        x : ndarray of shape (N, C_in, H, W)
+
+        Returns
+        -------
+        y : ndarray of shape (N, C_out, H // 2, W // 2)
+            With the default 2×2 stride-2 pool.
+        record : PoolIndices or FeatureMaps
+            For the mirrored decoder stage, with the pre-pool size ``(H, W)``.
+        """
+        x = self._run(self.order, x)
+        size = (x.shape[2], x.shape[3])
+        y, indices = self.down_sampler.forward(x)
+        if self.keep == FeatureMaps.kind:
+            record = FeatureMaps(x, size)
+        else:
+            record = PoolIndices(indices, size)
+        return self._run(self.after, y), record
+
+    def backward(self, dout: np.ndarray):
+        """Gradient of the stage's input given that of its output."""
+        dout = self.down_sampler.backward(self._run_back(self.after, dout))
+        return self._run_back(self.order, dout)
+
+
+class DecoderStage(Stage):
+    """``before`` → up-sampler (reads the mirrored record) → ``layers``.
+
+    Parameters
+    ----------
+    dtype : dtype
+        Of the default up-sampler (the layers bring their own).
+    before : dict or sequence of (name, layer)
+        Run on the incoming map, before the up-sampler (Bayesian SegNet's
+        dropout).
+    up : MaxUnpool2D, Upsample or ConvTranspose2D, optional
+        The up-sampler, ``MaxUnpool2D(2, 2)`` by default; see
+        :data:`UP_SAMPLERS` for the record each needs. Attribute ``up_name``.
+    layers : dict or sequence of (name, layer)
+        Run after the up-sampler, in order.
+    up_name : str
+        Attribute name of the up-sampler (``"unpool"``).
+    """
+
+    def __init__(
+        self,
+        dtype=DEFAULT_DTYPE,
+        *,
+        before=(),
+        up=None,
+        layers=(),
+        up_name="unpool",
+    ):
+        super().__init__(dtype)
+        self.before: list[str] = []
+        for name, layer in _named(before):
+            self.add_before(name, layer)
+        if up is None:
+            up = MaxUnpool2D(kernel_size=2, stride=2, dtype=dtype)
+        self._up_sampling = up_sampling(up)
+        self.up_name = up_name
+        self._attach([], up_name, up)
+        for name, layer in _named(layers):
+            self.add(name, layer)
+
+    @property
+    def up_sampler(self) -> Module:
+        """The up-sampler (``stage.unpool`` in SegNet)."""
+        return getattr(self, self.up_name)
+
+    def add_before(self, name: str, layer: Module) -> Module:
+        """Attach ``layer``; run it before the up-sampler, after the others."""
+        return self._attach(self.before, name, layer)
+
+    def parts(self):
+        return (
+            [(n, getattr(self, n), "layer") for n in self.before]
+            + [(self.up_name, self.up_sampler, "up")]
+            + [(n, getattr(self, n), "layer") for n in self.order]
+        )
+
+    def forward(self, x: np.ndarray, record: Record) -> np.ndarray:
+        """Up-sample with the mirrored encoder's record, then run the layers.
+
+        Parameters
+        ----------
+        x : ndarray of shape (N, C, h, w)
+        record : PoolIndices or FeatureMaps
+            From the mirrored :class:`EncoderStage`; for an unpool its
+            indices have the shape of ``x``.
+
+        Returns
+        -------
+        ndarray of shape (N, C_out, H, W)
+            ``(H, W) = record.size``.
+
+        Raises
+        ------
+        TypeError
+            When the up-sampler needs another kind of record (an unpool handed
+            :class:`FeatureMaps`).
+        """
+        x = self._run(self.before, x)
+        x = self._up_sampling(self.up_sampler, x, record)
+        return self._run(self.order, x)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Gradient of the stage's (down-sampled-size) input."""
+        dout = self.up_sampler.backward(self._run_back(self.order, dout))
+        return self._run_back(self.before, dout)
+
+
+def conv_seeds(seed: int):
+    """An endless stream of per-layer seeds drawn from the model's ``seed``."""
+    rng = np.random.default_rng(seed)
+    while True:
+        yield int(rng.integers(0, 2**31 - 1))
+
+
+def conv_bn(
+    suffix: str,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    *,
+    relu: bool,
+    dtype,
+    seed: int,
+) -> list[tuple[str, Module]]:
+    """``[("conv{suffix}", Conv2D), ("bn{suffix}", BatchNorm2D)]`` for a stage.
+
+    A "same"-padded convolution with bias, then batch-norm with the ReLU
+    fused into it when ``relu`` (``BatchNorm2D(relu=True)``: one pass over
+    the map instead of two, and no extra activation to store).
+    """
+    conv = Conv2D(
+        in_channels,
+        out_channels,
+        kernel_size,
+        padding=kernel_size // 2,
+        bias=True,
+        dtype=dtype,
+        seed=seed,
+    )
+    bn = BatchNorm2D(out_channels, relu=relu, dtype=dtype)
+    return [(f"conv{suffix}", conv), (f"bn{suffix}", bn)]
+
+
+def add_conv_bn(stage: Stage, suffix: str, *args, **kwargs) -> None:
+    """Append :func:`conv_bn`'s layers to ``stage`` (after its other layers)."""
+    for name, layer in conv_bn(suffix, *args, **kwargs):
+        stage.add(name, layer)
