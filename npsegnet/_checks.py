@@ -418,7 +418,7 @@ class CompactIndices:
     >>> store
     CompactIndices(shape=(1, 1, 1, 2), input_size=(3, 5), nbytes=1)
     >>> store.codes()
-    array([[[[1, 3]]]], dtype=uint8)
+    array([[[[1, 2]]]], dtype=uint8)
     >>> store.to_flat()
     array([[[[1, 7]]]])
     """

@@ -467,3 +467,15 @@ def test_constructor_rejects():
     hacked[0, 0, 0] |= 2 << 4  # window (1, 0): the bottom row is past the edge
     with pytest.raises(ValueError, match="points past the bottom edge of the 3x3"):
         CompactIndices(hacked, store.shape, (3, 3))
+
+
+@pytest.mark.parametrize(
+    "name", ["npsegnet._checks", "npsegnet.reference.compact_pool"]
+)
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
