@@ -82,6 +82,10 @@ class EncoderDecoder(Module):
     backward and weights; :func:`~npsegnet.models.load_model` only rebuilds
     the registered ones (load the others with :meth:`load`).
 
+    Like every layer, the model keeps its own backward state in ``cache``:
+    the shape of the last forward's logits, which :meth:`backward` checks
+    ``dlogits`` against; :meth:`clear_cache` frees it with the layers'.
+
     Examples
     --------
     A SegNet-Basic-shaped network whose decoders up-sample bilinearly (the
