@@ -276,7 +276,7 @@ def check_layer(
         return layer.forward(z, *args, **kwargs)
 
     out = run(x)
-    is_loss = np.ndim(out) == 0 and not isinstance(out, tuple)
+    is_loss = not isinstance(out, tuple) and np.ndim(out) == 0
     if is_loss:
         dout = 1.0
     else:

@@ -6,8 +6,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import check_float_array, check_pair
+from .._checks import check_compact_window, check_float_array, check_pair
 from ..config import DEFAULT_DTYPE
+from ..kernels.compact_pool import (
+    CompactIndices,
+    maxpool2d_backward_compact,
+    maxpool2d_forward_compact,
+)
 from ..kernels.pool import maxpool2d_backward, maxpool2d_forward
 from .base import Module
 
@@ -15,7 +20,8 @@ from .base import Module
 class PoolCache(NamedTuple):
     """What :meth:`MaxPool2D.backward` needs from the forward pass."""
 
-    indices: np.ndarray  # int64, (N, C, H_out, W_out): flat h * W + w per plane
+    # int64 (N, C, H_out, W_out), flat h * W + w per plane, or the 2-bit store
+    indices: np.ndarray | CompactIndices
     input_shape: tuple  # (N, C, H, W) of the pooled input
     dtype: np.dtype  # of the forward input; dout must match
 
@@ -34,6 +40,13 @@ class MaxPool2D(Module):
     last NaN (PyTorch's rule); in ceil mode cells past the edge count as -inf.
     No parameters, so it takes float32 and float64 input whatever ``dtype``.
 
+    With ``compact=True`` (2x2 windows with stride 2 only) the indices are a
+    :class:`~npsegnet.kernels.compact_pool.CompactIndices` store instead: the
+    position of each window's maximum inside the window, 2 bits, 32 times
+    less memory than int64 (``.to_flat()`` gives the int64 indices back,
+    exactly). :class:`MaxUnpool2D` and :meth:`backward` read it directly, with
+    results identical to the int64 path.
+
     Parameters
     ----------
     kernel_size : int or (int, int)
@@ -45,6 +58,10 @@ class MaxPool2D(Module):
         default); a window may then hang over the edge but never starts past it.
     dtype : dtype
         Nominal dtype of the module (no parameters depend on it).
+    compact : bool
+        Return a 2-bit ``CompactIndices`` store instead of int64 indices
+        (keyword only; needs ``kernel_size=2, stride=2``). ``forward(x,
+        compact=...)`` overrides it for one call, as a model's inference does.
 
     Shape
     -----
@@ -75,34 +92,79 @@ class MaxPool2D(Module):
     [[[[0. 1. 0. 0. 0.]
        [0. 0. 1. 0. 0.]
        [0. 0. 0. 0. 0.]]]]
+
+    The same with 2-bit indices (the codes ``dy * 2 + dx`` in each window):
+
+    >>> y, store = MaxPool2D(2, 2, compact=True)(x)
+    >>> store
+    CompactIndices(shape=(1, 1, 1, 2), input_size=(3, 5), nbytes=1)
+    >>> print(store.codes())
+    [[[[1 2]]]]
+    >>> print(store.to_flat())
+    [[[[1 7]]]]
+    >>> print(unpool(y, store))  # the store knows the size to restore
+    [[[[0. 9. 0. 0. 0.]
+       [0. 0. 8. 0. 0.]
+       [0. 0. 0. 0. 0.]]]]
     """
 
-    def __init__(self, kernel_size=2, stride=2, ceil_mode=False, dtype=DEFAULT_DTYPE):
+    def __init__(
+        self,
+        kernel_size=2,
+        stride=2,
+        ceil_mode=False,
+        dtype=DEFAULT_DTYPE,
+        *,
+        compact=False,
+    ):
         super().__init__(dtype=dtype)
         self.kernel_size = check_pair(kernel_size, "kernel_size")
         self.stride = check_pair(stride, "stride")
         if not isinstance(ceil_mode, (bool, np.bool_)):
             raise TypeError(f"ceil_mode must be a bool, got {type(ceil_mode).__name__}")
         self.ceil_mode = bool(ceil_mode)
+        self.compact = self._check_compact(compact)
         self.cache: PoolCache | None = None
 
-    def forward(self, x):
+    @property
+    def supports_compact(self) -> bool:
+        """Whether the window allows 2-bit indices (2x2, stride 2)."""
+        return self.kernel_size == (2, 2) and self.stride == (2, 2)
+
+    def _check_compact(self, compact) -> bool:
+        if not isinstance(compact, (bool, np.bool_)):
+            raise TypeError(f"compact must be a bool, got {type(compact).__name__}")
+        if compact:
+            check_compact_window(self.kernel_size, self.stride)
+        return bool(compact)
+
+    def forward(self, x, compact=None):
         """Pool ``x``; return the maxima and their indices.
 
         Parameters
         ----------
         x : ndarray of shape (N, C, H, W)
             float32 or float64.
+        compact : bool, optional
+            Return a ``CompactIndices`` store (True) or int64 indices (False)
+            for this call; ``None`` follows the layer's ``compact``.
 
         Returns
         -------
         y : ndarray of shape (N, C, H_out, W_out)
             dtype of ``x``.
-        indices : ndarray of int64, shape (N, C, H_out, W_out)
-            Flat index ``h * W + w`` of each maximum in its ``(n, c)`` plane.
+        indices : ndarray of int64 or CompactIndices, shape (N, C, H_out, W_out)
+            Flat index ``h * W + w`` of each maximum in its ``(n, c)`` plane,
+            or the same packed in 2 bits a window (``indices.to_flat()``).
         """
         x = check_float_array(x, "x", ndim=4)
-        y, indices = maxpool2d_forward(x, self.kernel_size, self.stride, self.ceil_mode)
+        compact = self.compact if compact is None else self._check_compact(compact)
+        if compact:
+            y, indices = maxpool2d_forward_compact(x, self.ceil_mode)
+        else:
+            y, indices = maxpool2d_forward(
+                x, self.kernel_size, self.stride, self.ceil_mode
+            )
         self.cache = PoolCache(indices, tuple(x.shape), x.dtype)
         return y, indices
 
@@ -133,10 +195,12 @@ class MaxPool2D(Module):
             raise TypeError(
                 f"dout has dtype {dout.dtype} but the forward input was {cache.dtype}"
             )
+        if isinstance(cache.indices, CompactIndices):
+            return maxpool2d_backward_compact(dout, cache.indices)
         return maxpool2d_backward(dout, cache.indices, cache.input_shape)
 
     def __repr__(self) -> str:
         return (
             f"MaxPool2D(kernel_size={self.kernel_size}, stride={self.stride}, "
-            f"ceil_mode={self.ceil_mode})"
+            f"ceil_mode={self.ceil_mode}" + (", compact=True)" if self.compact else ")")
         )

@@ -6,8 +6,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import check_float_array, check_int_array, check_pair
+from .._checks import (
+    check_compact_window,
+    check_float_array,
+    check_int_array,
+    check_pair,
+)
 from ..config import DEFAULT_DTYPE
+from ..kernels.compact_pool import (
+    CompactIndices,
+    maxunpool2d_backward_compact,
+    maxunpool2d_forward_compact,
+)
 from ..kernels.pool import maxunpool2d_backward, maxunpool2d_forward
 from .base import Module
 
@@ -15,7 +25,8 @@ from .base import Module
 class UnpoolCache(NamedTuple):
     """What :meth:`MaxUnpool2D.backward` needs from the forward pass."""
 
-    indices: np.ndarray  # int64, (N, C, H, W): flat h * W_out + w per plane
+    # int64 (N, C, H, W), flat h * W_out + w per plane, or the 2-bit store
+    indices: np.ndarray | CompactIndices
     output_shape: tuple  # (N, C, H_out, W_out) of the unpooled map
     dtype: np.dtype  # of the forward input; dout must match
 
@@ -31,6 +42,12 @@ class MaxUnpool2D(Module):
     ``dout`` at the indices (a repeated index hands the gradient to every
     copy; repeats arise only from overlapping windows, never in SegNet's 2x2
     stride-2 pools). No parameters; float32 and float64 input.
+
+    ``indices`` may also be the 2-bit
+    :class:`~npsegnet.kernels.compact_pool.CompactIndices` store of a
+    ``MaxPool2D(2, 2, compact=True)`` (for an unpool of 2x2 windows with
+    stride 2): the result is the same as with its int64 indices, and the
+    store knows the size to restore, so ``output_size`` defaults to it.
 
     Parameters
     ----------
@@ -116,11 +133,13 @@ class MaxUnpool2D(Module):
         ----------
         x : ndarray of shape (N, C, H, W)
             float32 or float64.
-        indices : ndarray of int, shape (N, C, H, W)
-            From :class:`MaxPool2D`: flat ``h * W_out + w`` per plane.
+        indices : ndarray of int or CompactIndices, shape (N, C, H, W)
+            From :class:`MaxPool2D`: flat ``h * W_out + w`` per plane, or
+            their 2-bit store.
         output_size : (H_out, W_out) or (N, C, H_out, W_out), optional
             The size to restore, normally the pool's input size. Default
-            ``(H - 1) * SH + KH, (W - 1) * SW + KW``.
+            ``(H - 1) * SH + KH, (W - 1) * SW + KW``; for a store, the size it
+            was recorded for (any other is refused).
 
         Returns
         -------
@@ -128,6 +147,18 @@ class MaxUnpool2D(Module):
             dtype of ``x``.
         """
         x = check_float_array(x, "x", ndim=4)
+        if isinstance(indices, CompactIndices):
+            check_compact_window(self.kernel_size, self.stride)
+            if output_size is not None:
+                output_size = self._output_size(x, output_size)
+            y = maxunpool2d_forward_compact(x, indices, output_size)
+            self.cache = UnpoolCache(indices, tuple(y.shape), x.dtype)
+            return y
+        if not isinstance(indices, np.ndarray):
+            raise TypeError(
+                "indices must be a NumPy array of integers or a CompactIndices "
+                f"store, got {type(indices).__name__}"
+            )
         indices = check_int_array(indices, "indices", ndim=4)
         if indices.shape != x.shape:
             raise ValueError(
@@ -164,6 +195,8 @@ class MaxUnpool2D(Module):
             raise TypeError(
                 f"dout has dtype {dout.dtype} but the forward input was {cache.dtype}"
             )
+        if isinstance(cache.indices, CompactIndices):
+            return maxunpool2d_backward_compact(dout, cache.indices)
         return maxunpool2d_backward(dout, cache.indices)
 
     def __repr__(self) -> str:

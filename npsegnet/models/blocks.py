@@ -54,6 +54,13 @@ def check_model_dtype(dtype) -> np.dtype:
     return np.dtype(dtype)
 
 
+def _compact(stage: EncoderStage, keep_cache: bool, compact: bool | None):
+    """What a stage's pool records: inference defaults to 2-bit indices."""
+    if compact is None and not keep_cache:
+        return True if stage.down_sampler.supports_compact else None
+    return compact
+
+
 class EncoderDecoder(Module):
     """Encoder stages ``enc1..encS``, decoder stages ``decS..dec1``, a head.
 
@@ -227,14 +234,14 @@ class EncoderDecoder(Module):
         return x
 
     def encode(
-        self, x: np.ndarray, keep_cache: bool = True
+        self, x: np.ndarray, keep_cache: bool = True, compact: bool | None = None
     ) -> tuple[np.ndarray, list[Record]]:
         """Run the encoder.
 
         Parameters
         ----------
         x : ndarray of shape (N, C_in, H, W)
-        keep_cache : bool
+        keep_cache, compact : bool
             See :meth:`forward`.
 
         Returns
@@ -248,7 +255,7 @@ class EncoderDecoder(Module):
         x = self._check_input(x)
         records = []
         for stage in self.encoders:
-            x, record = stage.forward(x)
+            x, record = stage.forward(x, compact=_compact(stage, keep_cache, compact))
             records.append(record)  # holds the indices even when the cache goes
             if not keep_cache:
                 stage.clear_cache()
@@ -281,7 +288,9 @@ class EncoderDecoder(Module):
                 self.head.clear_cache()
         return x
 
-    def forward(self, x: np.ndarray, keep_cache: bool = True) -> np.ndarray:
+    def forward(
+        self, x: np.ndarray, keep_cache: bool = True, compact: bool | None = None
+    ) -> np.ndarray:
         """Class scores (logits) of every pixel.
 
         Parameters
@@ -294,6 +303,13 @@ class EncoderDecoder(Module):
             has run, as PyTorch's ``inference_mode`` keeps none, which cuts
             the memory of a 360x480 batch of 4 from about 2 GB to a few
             maps; ``backward`` then raises.
+        compact : bool, optional
+            Record the pools' indices as 2-bit ``CompactIndices`` stores
+            (True) or int64 (False). By default (None) inference
+            (``keep_cache=False``) uses the stores wherever a pool is 2x2
+            stride 2, which cuts what the decoder keeps 32 times against
+            int64; otherwise each pool follows its own ``compact`` setting.
+            The logits are the same bit for bit either way.
 
         Returns
         -------
@@ -306,7 +322,7 @@ class EncoderDecoder(Module):
         2 ** num_stages``, odd included: every unpool restores the exact size
         its mirrored pool received.
         """
-        features, records = self.encode(x, keep_cache)
+        features, records = self.encode(x, keep_cache, compact)
         logits = self.decode(features, records, keep_cache)
         self.cache = logits.shape if keep_cache else None
         return logits

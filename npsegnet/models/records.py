@@ -39,9 +39,11 @@ class PoolIndices(Record):
 
     Attributes
     ----------
-    indices : ndarray of int64, shape (N, C, H // 2, W // 2)
+    indices : ndarray of int64 or CompactIndices, shape (N, C, H // 2, W // 2)
         Flat index ``h * W + w`` of each window's maximum in its ``(n, c)``
-        plane of the pool's input (``docs/conventions.md``).
+        plane of the pool's input (``docs/conventions.md``), or the same in 2
+        bits a window (a :class:`~npsegnet.kernels.compact_pool.CompactIndices`
+        store, what inference keeps: 32 times less).
     size : (int, int)
         ``(H, W)``, the pool's input size, which the unpool restores.
     """
@@ -49,6 +51,11 @@ class PoolIndices(Record):
     indices: np.ndarray
     size: tuple[int, int]
     kind: ClassVar[str] = "indices"
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the record keeps for the decoder (the indices)."""
+        return int(self.indices.nbytes)
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,6 +73,11 @@ class FeatureMaps(Record):
     maps: np.ndarray
     size: tuple[int, int]
     kind: ClassVar[str] = "maps"
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the record keeps for the decoder (the maps)."""
+        return int(self.maps.nbytes)
 
 
 #: The name notebooks and earlier releases use for :class:`PoolIndices`.

@@ -232,12 +232,16 @@ class EncoderStage(Stage):
             + [(n, getattr(self, n), "layer") for n in self.after]
         )
 
-    def forward(self, x: np.ndarray) -> tuple[np.ndarray, Record]:
+    def forward(self, x: np.ndarray, compact=None) -> tuple[np.ndarray, Record]:
         """Run the layers, the down-sampler and the ``after`` layers.
 
         Parameters
         ----------
         x : ndarray of shape (N, C_in, H, W)
+        compact : bool, optional
+            Passed to the pool's ``forward``: record 2-bit ``CompactIndices``
+            (True) or int64 indices (False); ``None`` follows the pool's own
+            ``compact`` setting.
 
         Returns
         -------
@@ -248,7 +252,10 @@ class EncoderStage(Stage):
         """
         x = self._run(self.order, x)
         size = (x.shape[2], x.shape[3])
-        y, indices = self.down_sampler.forward(x)
+        if compact is None:  # a down-sampler's contract is forward(x)
+            y, indices = self.down_sampler.forward(x)
+        else:
+            y, indices = self.down_sampler.forward(x, compact=compact)
         if self.keep == FeatureMaps.kind:
             record = FeatureMaps(x, size)
         else:
