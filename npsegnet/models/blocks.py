@@ -16,12 +16,15 @@ new variant can be a one-line ``EncoderDecoder(encoders=..., decoders=...)``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from .._checks import check_float_array
+from .._checks import check_float_array, check_positive_int
 from ..config import DEFAULT_DTYPE, FLOAT_DTYPES
 from ..layers.base import Module, warn_renamed
-from .records import PoolRecord, Record
+from ..layers.dropout import Dropout
+from .records import PoolRecord, Record, tile_record
 from .stages import (
     DecoderStage,
     EncoderStage,
@@ -39,6 +42,7 @@ __all__ = [
     "EncoderDecoder",
     "EncoderStage",
     "PoolRecord",
+    "PrefixState",
     "Stage",
     "add_conv_bn",
     "check_model_dtype",
@@ -59,6 +63,30 @@ def _compact(stage: EncoderStage, keep_cache: bool, compact: bool | None):
     if compact is None and not keep_cache:
         return True if stage.down_sampler.supports_compact else None
     return compact
+
+
+@dataclass
+class PrefixState:
+    """What :meth:`EncoderDecoder.forward_prefix` hands to ``forward_suffix``.
+
+    Attributes
+    ----------
+    x : ndarray
+        The map where the prefix stopped, for a batch of ``N`` images.
+    records : list of Record
+        The records of the encoder stages the prefix ran, ``enc1`` first.
+    step : tuple or None
+        The first step left to run, ``("enc", k, "main" | "after")``,
+        ``("dec", k, "main")`` or ``("head", 0, "main")``; ``None`` when the
+        prefix ran the whole network (``x`` is then the logits).
+    compact : bool or None
+        The ``compact`` the prefix's pools used, for the suffix's.
+    """
+
+    x: np.ndarray
+    records: list
+    step: tuple | None
+    compact: bool | None = None
 
 
 class EncoderDecoder(Module):
@@ -364,15 +392,165 @@ class EncoderDecoder(Module):
             )
         d = dlogits
         del dlogits  # the loss's buffer can go as soon as the head is done
-        modules = [self.head] if self.head is not None else []
-        modules += list(reversed(self.decoders)) + list(reversed(self.encoders))
-        for module in modules:
-            d = module.backward(d)
+        if self.head is not None:
+            d = self.head.backward(d)
             if not retain_cache:
-                module.clear_cache()
+                self.head.clear_cache()
+        # a decoder stage that added its encoder's maps hands their gradient
+        # back to that encoder stage (FCN's skips, EncoderAddition)
+        drecords = {}
+        for k in range(1, self.num_stages + 1):  # dec1 first: backward order
+            stage = getattr(self, f"dec{k}")
+            d, drecords[k] = stage.backward(d, return_record_grad=True)
+            if not retain_cache:
+                stage.clear_cache()
+        for k in range(self.num_stages, 0, -1):
+            stage = getattr(self, f"enc{k}")
+            d = stage.backward(d, drecords.pop(k))
+            if not retain_cache:
+                stage.clear_cache()
         if not retain_cache:
             self.cache = None
         return d
+
+    # -- what the decoder keeps ---------------------------------------------
+    def decoder_storage(self, input_size, compact: bool | None = None) -> dict:
+        """Bytes the decoder receives from the encoder for one image, measured.
+
+        Runs an inference forward of the encoder (``keep_cache=False``) on a
+        zero image of ``input_size`` and sums the ``nbytes`` of the records
+        each decoder stage receives: indices (2 bits a window by default, as
+        inference keeps them), maps, or nothing but a size. The paper's
+        Table 1 storage multiplier is this total against SegNet-Basic's.
+
+        Parameters
+        ----------
+        input_size : (int, int)
+            ``(H, W)`` of the image.
+        compact : bool, optional
+            As :meth:`forward`: ``None`` keeps 2-bit indices wherever a pool
+            is 2×2 stride 2, ``False`` int64 indices.
+
+        Returns
+        -------
+        dict
+            ``{"dec1": bytes, ..., "decS": bytes, "total": bytes}``; ``dec{k}``
+            receives encoder stage ``k``'s record.
+        """
+        if not isinstance(input_size, (tuple, list)) or len(input_size) != 2:
+            raise ValueError(f"input_size must be (H, W), got {input_size!r}")
+        h, w = (check_positive_int(n, "input_size") for n in input_size)
+        x = np.zeros((1, self.in_channels, h, w), self.dtype)
+        training = self.training
+        self.eval()
+        try:
+            _, records = self.encode(x, keep_cache=False, compact=compact)
+        finally:
+            self.train(training)
+        storage = {f"dec{k}": r.nbytes for k, r in enumerate(records, start=1)}
+        storage["total"] = sum(storage.values())
+        return storage
+
+    # -- a deterministic prefix shared by Monte-Carlo samples -------------------
+    def _steps(self) -> list[tuple]:
+        """The network's steps in data-flow order (see :class:`PrefixState`)."""
+        steps = []
+        for k in range(1, self.num_stages + 1):
+            steps += [("enc", k, "main"), ("enc", k, "after")]
+        steps += [("dec", k, "main") for k in range(self.num_stages, 0, -1)]
+        return steps + [("head", 0, "main")]
+
+    def _step_layers(self, step) -> list:
+        kind, k, part = step
+        if kind == "head":
+            return [self.head] if self.head is not None else []
+        stage = getattr(self, f"{kind}{k}")
+        if kind == "dec":
+            return [stage]
+        if part == "after":
+            return [getattr(stage, n) for n in stage.after]
+        names = stage.order + stage.skip + [stage.down_name]
+        return [getattr(stage, n) for n in names]
+
+    def _is_stochastic(self, step) -> bool:
+        return any(
+            isinstance(m, Dropout)
+            for top in self._step_layers(step)
+            for m in top.modules()
+        )
+
+    def _run_step(self, step, x, records, compact):
+        """One inference step (no saved maps); appends an encoder's record."""
+        kind, k, part = step
+        if kind == "head":
+            if self.head is None:
+                return x
+            module, x = self.head, self.head.forward(x)
+        elif kind == "dec":
+            module = getattr(self, f"dec{k}")
+            x = module.forward(x, records[k - 1])
+        else:
+            module = getattr(self, f"enc{k}")
+            if part == "after":
+                x = module.forward_after(x)
+            else:
+                x, record = module.forward_to_pool(
+                    x, compact=_compact(module, False, compact)
+                )
+                records.append(record)
+        module.clear_cache()
+        return x
+
+    def forward_prefix(self, x: np.ndarray, compact: bool | None = None) -> PrefixState:
+        """Run the deterministic steps before the first dropout, once.
+
+        Monte-Carlo dropout (:func:`npsegnet.uncertainty.mc_dropout`) runs
+        the network many times on the same images; everything before the
+        first :class:`~npsegnet.layers.Dropout` computes the same each time,
+        so it runs here once and :meth:`forward_suffix` starts from its
+        result for every sample. Inference only (no saved maps, no
+        backward).
+
+        Parameters
+        ----------
+        x : ndarray of shape (N, C_in, H, W)
+        compact : bool, optional
+            As :meth:`forward` with ``keep_cache=False``.
+
+        Returns
+        -------
+        PrefixState
+        """
+        x = self._check_input(x)
+        steps, records = self._steps(), []
+        for step in steps:
+            if self._is_stochastic(step):
+                return PrefixState(x, records, step, compact)
+            x = self._run_step(step, x, records, compact)
+        return PrefixState(x, records, None, compact)
+
+    def forward_suffix(self, state: PrefixState, repeat: int = 1) -> np.ndarray:
+        """The rest of the network on ``repeat`` copies of the prefix's batch.
+
+        The prefix's map and records are tiled ``repeat`` times along the
+        batch (copy ``j`` of image ``n`` at ``j * N + n``, as
+        ``np.concatenate([x] * repeat)``), so the result is what
+        ``forward(np.concatenate([x] * repeat), keep_cache=False)`` returns,
+        each copy drawing its own dropout masks.
+
+        Returns
+        -------
+        ndarray of shape (repeat * N, num_classes, H, W)
+        """
+        repeat = check_positive_int(repeat, "repeat")
+        x = state.x if repeat == 1 else np.concatenate([state.x] * repeat, axis=0)
+        records = [tile_record(r, repeat) for r in state.records]
+        steps = self._steps()
+        start = len(steps) if state.step is None else steps.index(state.step)
+        for step in steps[start:]:
+            x = self._run_step(step, x, records, state.compact)
+        self.cache = None
+        return x
 
     # -- weights files ------------------------------------------------------
     def save(self, path, metadata: dict | None = None):

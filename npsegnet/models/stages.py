@@ -10,10 +10,16 @@ and Fig. 3). Every stage is built from parts handed to it as values:
   It returns the down-sampled map and a :mod:`record <npsegnet.models.records>`
   for its mirror: the pool's indices (``keep="indices"``) or the maps before
   the pool (``keep="maps"``), with the pre-pool size either way.
+  ``keep="size"`` keeps only the size (bilinear and learned up-samplers need
+  no more), ``keep="indices+maps"`` both indices and maps; ``skip`` layers
+  run on the kept maps before the record stores them (FCN's 1×1 reduction
+  to ``K`` channels).
 * :class:`DecoderStage`: optional ``before`` layers (dropout before the
   unpool), then an **up-sampler** that reads the mirrored encoder's record
   (``MaxUnpool2D`` with the indices; ``Upsample`` or ``ConvTranspose2D`` with
-  the size only), then its ``layers``.
+  the size only), then its ``layers``, then with ``merge="add"`` the
+  record's maps are added (FCN's skip connections, SegNet-Basic-
+  EncoderAddition).
 
 So the paper's decoder variants differ only in the part handed over::
 
@@ -40,7 +46,7 @@ from ..layers.conv_transpose import ConvTranspose2D
 from ..layers.pool import MaxPool2D
 from ..layers.unpool import MaxUnpool2D
 from ..layers.upsample import Upsample
-from .records import RECORD_KINDS, FeatureMaps, PoolIndices, Record
+from .records import MAP_KINDS, RECORD_KINDS, PoolIndices, Record, make_record
 
 #: Down-samplers an encoder stage accepts: ``forward(x)`` returns
 #: ``(y, indices)``, as ``torch.nn.MaxPool2d(return_indices=True)``.
@@ -94,6 +100,35 @@ UP_SAMPLERS: dict[type, UpSampling] = {
     Upsample: UpSampling(Record, _size),
     ConvTranspose2D: UpSampling(Record, _size),
 }
+
+
+def _add_maps(x, record):
+    """``x + record.maps``, checking the record holds maps of ``x``'s shape."""
+    maps = getattr(record, "maps", None)
+    if maps is None or getattr(record, "kind", None) not in MAP_KINDS:
+        raise TypeError(
+            "merge='add' adds the mirrored encoder stage's maps: it needs a "
+            "FeatureMaps or IndicesAndMaps record (build that encoder stage with "
+            f"keep='maps' or 'indices+maps'), got {type(record).__name__}"
+        )
+    if tuple(maps.shape) != tuple(x.shape):
+        raise ValueError(
+            f"merge='add': the encoder kept maps of shape {tuple(maps.shape)} but "
+            f"the decoder stage made {tuple(x.shape)}; give its skip layers or "
+            "its up-sampler the decoder's channels"
+        )
+    return x + maps
+
+
+#: How a decoder stage merges the mirrored encoder's maps into its output:
+#: ``merge -> function(x, record) -> x``. Backward: the sum's gradient goes to
+#: both terms unchanged.
+MERGES = {"add": _add_maps}
+
+
+def merged(merge, x, record):
+    """``x`` merged with ``record`` as ``merge`` says (``None``: ``x``)."""
+    return x if merge is None else MERGES[merge](x, record)
 
 
 def up_sampling(layer) -> UpSampling:
@@ -181,12 +216,19 @@ class EncoderStage(Stage):
         ``down_name``.
     after : dict or sequence of (name, layer)
         Run on the down-sampled map (dropout in Bayesian SegNet).
-    keep : {"indices", "maps"}
+    keep : {"indices", "maps", "indices+maps", "size"}
         What the record for the mirrored decoder holds: the pool's indices
-        (:class:`PoolIndices`) or the maps before the pool
-        (:class:`FeatureMaps`, for decoders that add the encoder's maps).
+        (:class:`PoolIndices`), the maps before the pool
+        (:class:`FeatureMaps`, for decoders that add the encoder's maps),
+        both (:class:`IndicesAndMaps`), or only the pre-pool size
+        (:class:`PoolSize`, for up-samplers that need nothing else).
     down_name : str
         Attribute name of the down-sampler (``"pool"``).
+    skip : dict or sequence of (name, layer)
+        Run on the maps before the pool to make the kept maps (FCN's 1×1
+        reduction to ``K`` channels); only with a ``keep`` that holds maps.
+        Their gradient comes back from the decoder through :meth:`backward`'s
+        ``drecord``.
     """
 
     def __init__(
@@ -198,12 +240,22 @@ class EncoderStage(Stage):
         after=(),
         keep="indices",
         down_name="pool",
+        skip=(),
     ):
         super().__init__(dtype)
         self.after: list[str] = []
+        self.skip: list[str] = []
         self.keep = check_choice(keep, "keep", tuple(RECORD_KINDS))
         for name, layer in _named(layers):
             self.add(name, layer)
+        skip = _named(skip)
+        if skip and self.keep not in MAP_KINDS:
+            raise ValueError(
+                f"skip layers run on the kept maps, but keep={self.keep!r} keeps "
+                f"none; use keep='maps' or 'indices+maps'"
+            )
+        for name, layer in skip:
+            self._attach(self.skip, name, layer)
         if down is None:
             down = MaxPool2D(kernel_size=2, stride=2, dtype=dtype)
         if not isinstance(down, DOWN_SAMPLERS):
@@ -228,6 +280,7 @@ class EncoderStage(Stage):
     def parts(self):
         return (
             [(n, getattr(self, n), "layer") for n in self.order]
+            + [(n, getattr(self, n), "skip") for n in self.skip]
             + [(self.down_name, self.down_sampler, "down")]
             + [(n, getattr(self, n), "layer") for n in self.after]
         )
@@ -247,24 +300,43 @@ class EncoderStage(Stage):
         -------
         y : ndarray of shape (N, C_out, H // 2, W // 2)
             With the default 2×2 stride-2 pool.
-        record : PoolIndices or FeatureMaps
-            For the mirrored decoder stage, with the pre-pool size ``(H, W)``.
+        record : Record
+            For the mirrored decoder stage, of the kind ``keep`` names, with
+            the pre-pool size ``(H, W)``.
         """
+        y, record = self.forward_to_pool(x, compact)
+        return self.forward_after(y), record
+
+    def forward_to_pool(self, x: np.ndarray, compact=None):
+        """:meth:`forward` without the ``after`` layers: ``(pooled, record)``."""
         x = self._run(self.order, x)
         size = (x.shape[2], x.shape[3])
         if compact is None:  # a down-sampler's contract is forward(x)
             y, indices = self.down_sampler.forward(x)
         else:
             y, indices = self.down_sampler.forward(x, compact=compact)
-        if self.keep == FeatureMaps.kind:
-            record = FeatureMaps(x, size)
-        else:
-            record = PoolIndices(indices, size)
-        return self._run(self.after, y), record
+        maps = self._run(self.skip, x) if self.keep in MAP_KINDS else None
+        return y, make_record(self.keep, size, indices=indices, maps=maps)
 
-    def backward(self, dout: np.ndarray):
-        """Gradient of the stage's input given that of its output."""
+    def forward_after(self, y: np.ndarray) -> np.ndarray:
+        """The ``after`` layers on the pooled map (the rest of :meth:`forward`)."""
+        return self._run(self.after, y)
+
+    def backward(self, dout: np.ndarray, drecord: np.ndarray | None = None):
+        """Gradient of the stage's input given that of its output.
+
+        Parameters
+        ----------
+        dout : ndarray
+            Gradient of the stage's output.
+        drecord : ndarray, optional
+            Gradient of the kept maps, from a decoder stage that added them
+            (``DecoderStage.backward(..., return_record_grad=True)``); it
+            flows back through the ``skip`` layers to the pre-pool maps.
+        """
         dout = self.down_sampler.backward(self._run_back(self.after, dout))
+        if drecord is not None:
+            dout = dout + self._run_back(self.skip, drecord)
         return self._run_back(self.order, dout)
 
 
@@ -285,6 +357,10 @@ class DecoderStage(Stage):
         Run after the up-sampler, in order.
     up_name : str
         Attribute name of the up-sampler (``"unpool"``).
+    merge : {None, "add"}
+        ``"add"``: add the mirrored encoder's kept maps to the output (after
+        ``layers``), as FCN's decoders and SegNet-Basic-EncoderAddition do;
+        the record must hold maps (:data:`MERGES`).
     """
 
     def __init__(
@@ -295,8 +371,10 @@ class DecoderStage(Stage):
         up=None,
         layers=(),
         up_name="unpool",
+        merge=None,
     ):
         super().__init__(dtype)
+        self.merge = check_choice(merge, "merge", (None, *MERGES))
         self.before: list[str] = []
         for name, layer in _named(before):
             self.add_before(name, layer)
@@ -347,12 +425,19 @@ class DecoderStage(Stage):
         """
         x = self._run(self.before, x)
         x = self._up_sampling(self.up_sampler, x, record)
-        return self._run(self.order, x)
+        return merged(self.merge, self._run(self.order, x), record)
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        """Gradient of the stage's (down-sampled-size) input."""
-        dout = self.up_sampler.backward(self._run_back(self.order, dout))
-        return self._run_back(self.before, dout)
+    def backward(self, dout: np.ndarray, return_record_grad: bool = False):
+        """Gradient of the stage's (down-sampled-size) input.
+
+        With ``return_record_grad``, return ``(dx, drecord)``: ``drecord``
+        is the gradient of the record's maps when the stage added them
+        (``merge="add"``: ``dout`` itself), else ``None``.
+        """
+        drecord = dout if self.merge == "add" else None
+        dx = self.up_sampler.backward(self._run_back(self.order, dout))
+        dx = self._run_back(self.before, dx)
+        return (dx, drecord) if return_record_grad else dx
 
 
 def conv_seeds(seed: int):

@@ -32,8 +32,8 @@ from ..layers.pool import MaxPool2D
 from ..layers.relu import ReLU
 from ..layers.unpool import MaxUnpool2D
 from ..layers.upsample import Upsample
-from .records import FeatureMaps, PoolIndices
-from .stages import up_sampling
+from .records import make_record
+from .stages import merged, up_sampling
 from .weights import check_model, check_state_fits
 
 
@@ -179,32 +179,37 @@ def _torch_classes():
         """A stage's parts in data-flow order, as :class:`Stage` runs them.
 
         ``steps`` holds ``(name, role, up_sampling)``: role ``"layer"``,
+        ``"skip"`` (run on the maps the stage keeps, not on ``x``),
         ``"down"`` (returns the map and indices; builds the record kept by
-        ``keep``) or ``"up"`` (reads the record as the npsegnet stage does).
+        ``keep``) or ``"up"`` (reads the record as the npsegnet stage does);
+        a decoder stage then merges the record's maps as ``merge`` says.
         """
 
-        def __init__(self, steps, keep):
+        def __init__(self, steps, keep, merge=None):
             super().__init__()
             self.steps = list(steps)
             self.keep = keep
+            self.merge = merge
 
         def forward(self, x, record=None):
-            kept = None
+            kept, maps = None, None
             for name, role, up in self.steps:
                 module = getattr(self, name)
-                if role == "down":
+                if role == "skip":
+                    maps = module(x if maps is None else maps)
+                elif role == "down":
                     size = tuple(x.shape[-2:])
                     y, indices = module(x)
-                    if self.keep == FeatureMaps.kind:
-                        kept = FeatureMaps(x, size)
-                    else:
-                        kept = PoolIndices(indices, size)
+                    maps = x if maps is None else maps
+                    kept = make_record(self.keep, size, indices=indices, maps=maps)
                     x = y
                 elif role == "up":
                     x = up(module, x, record)
                 else:
                     x = module(x)
-            return x if kept is None else (x, kept)
+            if kept is not None:
+                return x, kept
+            return merged(self.merge, x, record)
 
     class TorchSegNet(nn.Module):
         """An npsegnet model rebuilt from ``torch.nn`` layers, same keys."""
@@ -249,9 +254,14 @@ def _torch_stage(stage):
     for name, layer, role in stage.parts():
         up = up_sampling(layer) if role == "up" else None
         for i, (twin_name, twin) in enumerate(_named_twins(name, layer)):
-            steps.append((twin_name, role if i == 0 else "layer", up))
+            # a fused BN's ReLU stays on the skip path; after a re-sampler
+            # the extra twins run on its output
+            extra = "skip" if role == "skip" else "layer"
+            steps.append((twin_name, role if i == 0 else extra, up))
             modules.append((twin_name, twin))
-    twin = _torch_classes().TorchStage(steps, getattr(stage, "keep", None))
+    twin = _torch_classes().TorchStage(
+        steps, getattr(stage, "keep", None), getattr(stage, "merge", None)
+    )
     for name, module in modules:
         twin.add_module(name, module)
     return twin
