@@ -7,7 +7,9 @@ up here, so the weights format never imports a model class.
 
 from __future__ import annotations
 
-#: Model names accepted by :func:`build_model` (and stored in weights files).
+#: Model names accepted by :func:`build_model` (and stored in weights files),
+#: filled as :mod:`npsegnet.models` imports the model modules; a command line
+#: offers ``choices=sorted(MODELS)``.
 MODELS: dict[str, type] = {}
 
 
@@ -22,7 +24,9 @@ def build_model(name: str, **kwargs):
 
     Parameters
     ----------
-    name : {"segnet-basic", "segnet"}
+    name : str
+        A key of :data:`MODELS`: ``"segnet-basic"``, ``"segnet"``, the
+        Table 1 variants (``"fcn-basic"``, ...) and the Bayesian models;
         ``"segnet_basic"`` and ``"SegNet-Basic"`` are accepted too.
     **kwargs
         Constructor arguments (``num_classes``, ``in_channels``, ``dtype``,
@@ -30,7 +34,7 @@ def build_model(name: str, **kwargs):
 
     Returns
     -------
-    SegNetBasic or SegNet
+    EncoderDecoder
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
