@@ -98,7 +98,12 @@ def _dropout_layers(model) -> list:
 
 
 def mc_dropout(
-    model, x: np.ndarray, samples: int, seed: int = 0, batch: int | None = None
+    model,
+    x: np.ndarray,
+    samples: int,
+    seed: int = 0,
+    batch: int | None = None,
+    shared_prefix: bool = True,
 ):
     """Monte-Carlo dropout: ``samples`` stochastic passes, mean and spread.
 
@@ -120,10 +125,24 @@ def mc_dropout(
         the batch axis and every copy draws its own masks (default: all
         ``samples`` at once when ``N * samples <= 8``, else as many as fit in
         eight images).
+    shared_prefix : bool
+        Run the deterministic layers before the first dropout once and share
+        their output among the samples, when the model offers it
+        (``forward_prefix``/``forward_suffix``, as every
+        :class:`~npsegnet.models.EncoderDecoder`). The result is the same
+        as with ``False`` (every sample through the whole network): the
+        dropout layers draw the same masks, and the shared layers compute
+        each image the same way whatever the batch.
 
     Returns
     -------
     MCResult
+
+    Notes
+    -----
+    With dropout after encoder 3 (Bayesian SegNet-Basic), encoders 1-3 run
+    once instead of ``samples`` times; they are the costliest part of the
+    network, at full and half resolution.
     """
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)):
         raise TypeError(f"samples must be an int, got {type(samples).__name__}")
@@ -145,10 +164,17 @@ def mc_dropout(
         total = None
         total_sq = None
         done = 0
+        x = x.astype(getattr(model, "dtype", x.dtype), copy=False)
+        state = None
+        if shared_prefix and hasattr(model, "forward_prefix"):
+            state = model.forward_prefix(x)
         while done < samples:
             k = min(batch, samples - done)
-            xs = np.concatenate([x] * k, axis=0) if k > 1 else x
-            logits = model.forward(xs.astype(model.dtype, copy=False), keep_cache=False)
+            if state is not None:
+                logits = model.forward_suffix(state, repeat=k)
+            else:
+                xs = np.concatenate([x] * k, axis=0) if k > 1 else x
+                logits = model.forward(xs, keep_cache=False)
             p = softmax(logits.astype(np.float64)).reshape(k, N, *logits.shape[1:])
             s, q = p.sum(axis=0), (p * p).sum(axis=0)
             total = s if total is None else total + s
