@@ -23,6 +23,7 @@ from npsegnet.models import (
     load_model,
     torch_module,
 )
+from npsegnet.models.registry import model_options
 from npsegnet.models.variants import TABLE1, fcn_deconvolution
 from npsegnet.optim import SGD
 
@@ -83,6 +84,11 @@ EXPECTED = {
 def test_all_eight_are_registered():
     assert set(TABLE1) <= set(MODELS)
     assert len(TABLE1) == 8
+    for name in NEW:
+        assert model_options(name) == model_options("segnet-basic"), name
+    assert "dropout" in model_options("Bayesian_SegNet-Basic")
+    with pytest.raises(ValueError, match="unknown model 'fcn'; choose one of"):
+        model_options("fcn")
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -304,7 +310,12 @@ def test_storage_multiplier_matches_table1(name):
 
 
 @pytest.mark.parametrize(
-    "module", ["npsegnet.models.variants", "npsegnet.models.bayesian"]
+    "module",
+    [
+        "npsegnet.models.variants",
+        "npsegnet.models.bayesian",
+        "npsegnet.models.registry",
+    ],
 )
 def test_docstring_examples(module):
     import doctest

@@ -19,6 +19,34 @@ def register(cls: type) -> type:
     return cls
 
 
+def _key(name) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    key = name.strip().lower().replace("_", "-")
+    if key not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return key
+
+
+def model_options(name: str) -> tuple[str, ...]:
+    """The constructor options the model ``name`` takes, in order.
+
+    For a command line to check its options against the model: every model
+    takes ``num_classes``, ``in_channels``, ``dtype`` and ``seed``; the
+    SegNet-Basic family (the Table 1 variants, ``bayesian-segnet-basic``)
+    ``channels`` (an int) and ``kernel_size``; ``segnet`` and
+    ``bayesian-segnet`` ``channels`` (five ints); the Bayesian models
+    ``dropout``.
+
+    >>> model_options("bayesian-segnet")
+    ('in_channels', 'num_classes', 'channels', 'dtype', 'seed', 'dropout')
+    """
+    import inspect
+
+    params = inspect.signature(MODELS[_key(name)].__init__).parameters
+    return tuple(p for p in params if p != "self")
+
+
 def build_model(name: str, **kwargs):
     """Build a model by name.
 
@@ -36,9 +64,4 @@ def build_model(name: str, **kwargs):
     -------
     EncoderDecoder
     """
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str, got {type(name).__name__}")
-    key = name.strip().lower().replace("_", "-")
-    if key not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    return MODELS[key](**kwargs)
+    return MODELS[_key(name)](**kwargs)
