@@ -277,7 +277,7 @@ class EncoderDecoder(Module):
         features : ndarray of shape (N, C_S, H_S, W_S)
             The last encoder stage's output; with 2×2 pools ``H_S`` is ``H``
             halved (rounding down) ``S`` times.
-        records : list of PoolIndices or FeatureMaps
+        records : list of Record
             One per encoder stage, ``enc1`` first (:mod:`npsegnet.models.records`).
         """
         x = self._check_input(x)

@@ -1,8 +1,12 @@
 """What an encoder stage hands to its mirrored decoder stage: a typed record.
 
 SegNet's decoder stage ``k`` up-samples with something its mirrored encoder
-stage ``k`` kept: the max-pool indices (SegNet), or the encoder's feature maps
-themselves (FCN and SegNet-Basic-EncoderAddition, paper §3.1 and Table 1).
+stage ``k`` kept (paper §3.1 and Table 1): the max-pool indices
+(:class:`PoolIndices`, SegNet), the encoder's feature maps themselves
+(:class:`FeatureMaps`, FCN), both (:class:`IndicesAndMaps`,
+SegNet-Basic-EncoderAddition), or nothing but a size (:class:`PoolSize`,
+bilinear or learned up-sampling alone). ``nbytes`` is what each keeps: the
+decoder's memory cost (``EncoderDecoder.decoder_storage``).
 Every record also carries the encoder's **pre-pool size** ``(H, W)``: a
 floor-mode 2×2 pool turns 45 rows into 22, and 22 alone cannot say whether it
 came from 44 or 45.
@@ -98,7 +102,7 @@ class IndicesAndMaps(PoolIndices):
     maps : ndarray of shape (N, C_kept, H, W)
     """
 
-    maps: np.ndarray = None
+    maps: np.ndarray
     kind: ClassVar[str] = "indices+maps"
 
     @property

@@ -408,7 +408,7 @@ class DecoderStage(Stage):
         Parameters
         ----------
         x : ndarray of shape (N, C, h, w)
-        record : PoolIndices or FeatureMaps
+        record : Record
             From the mirrored :class:`EncoderStage`; for an unpool its
             indices have the shape of ``x``.
 
