@@ -33,7 +33,9 @@ __all__ = [
     "MCResult",
     "UncertaintyMetrics",
     "auroc",
+    "accuracy_vs_samples",
     "expected_calibration_error",
+    "iter_samples",
     "mc_dropout",
     "predictive_entropy",
     "reliability_bins",
@@ -144,6 +146,33 @@ def mc_dropout(
     once instead of ``samples`` times; they are the costliest part of the
     network, at full and half resolution.
     """
+    total = None
+    total_sq = None
+    for p in iter_samples(model, x, samples, seed, batch, shared_prefix):
+        s, q = p.sum(axis=0), (p * p).sum(axis=0)
+        total = s if total is None else total + s
+        total_sq = q if total_sq is None else total_sq + q
+    mean = total / samples
+    variance = np.maximum(total_sq / samples - mean * mean, 0.0)
+    if not _dropout_layers(model):
+        variance[...] = 0.0  # every pass was the same; rounding aside
+    return MCResult(
+        mean=mean,
+        variance=variance,
+        entropy=predictive_entropy(mean),
+        labels=mean.argmax(axis=1),
+        samples=int(samples),
+    )
+
+
+def iter_samples(model, x, samples: int, seed: int = 0, batch=None, shared_prefix=True):
+    """The softmax outputs of ``samples`` stochastic passes, a chunk at a time.
+
+    The arguments are those of :func:`mc_dropout`, which sums what this
+    yields. Yields float64 arrays of shape ``(k, N, K, H, W)``, ``k`` samples
+    each, ``samples`` in all, in the order the seeded dropout layers draw
+    them (so any chunking gives the same samples).
+    """
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)):
         raise TypeError(f"samples must be an int, got {type(samples).__name__}")
     if samples < 1:
@@ -161,8 +190,6 @@ def mc_dropout(
         layer.always_on = True
         layer.reseed([int(seed), i])
     try:
-        total = None
-        total_sq = None
         done = 0
         x = x.astype(getattr(model, "dtype", x.dtype), copy=False)
         state = None
@@ -175,25 +202,67 @@ def mc_dropout(
             else:
                 xs = np.concatenate([x] * k, axis=0) if k > 1 else x
                 logits = model.forward(xs, keep_cache=False)
-            p = softmax(logits.astype(np.float64)).reshape(k, N, *logits.shape[1:])
-            s, q = p.sum(axis=0), (p * p).sum(axis=0)
-            total = s if total is None else total + s
-            total_sq = q if total_sq is None else total_sq + q
+            yield softmax(logits.astype(np.float64)).reshape(k, N, *logits.shape[1:])
             done += k
     finally:
         for layer, (on, rng) in zip(layers, saved, strict=True):
             layer.always_on, layer.rng = on, rng
-    mean = total / samples
-    variance = np.maximum(total_sq / samples - mean * mean, 0.0)
-    if not layers:
-        variance[...] = 0.0  # every pass was the same; rounding aside
-    return MCResult(
-        mean=mean,
-        variance=variance,
-        entropy=predictive_entropy(mean),
-        labels=mean.argmax(axis=1),
-        samples=int(samples),
-    )
+
+
+def accuracy_vs_samples(
+    model, batches, num_classes: int, ignore_index=None, samples=(1, 2, 5, 10, 20, 50),
+    seed: int = 0,
+) -> dict:  # fmt: skip
+    """G, C and mIoU of Monte-Carlo dropout after ``T`` samples, for each ``T``.
+
+    The paper's curve (Bayesian SegNet, Fig. 4): the prediction of the mean
+    of the first ``T`` samples, against weight averaging (one pass with
+    dropout off, its inverted scaling standing in for the expectation).
+
+    Parameters
+    ----------
+    model : EncoderDecoder
+    batches : iterable of (x, y)
+        Normalised inputs ``(N, C, H, W)`` and labels ``(N, H, W)``.
+    num_classes, ignore_index : int
+    samples : sequence of int
+        The ``T`` to report (increasing); ``max(samples)`` passes are run once
+        per batch and the running mean is scored at each ``T``.
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``samples``: the ``T``; ``mc``: ``{metric: [value per T]}``;
+        ``weight_averaging``: ``{metric: value}``, for ``global_accuracy``,
+        ``class_average_accuracy`` and ``mean_iou``.
+    """
+    from .metrics import SegmentationMetrics
+
+    Ts = sorted(int(t) for t in samples)
+    if not Ts or Ts[0] < 1:
+        raise ValueError(f"samples must be positive ints, got {samples!r}")
+    mc = {t: SegmentationMetrics(num_classes, ignore_index, boundary=False) for t in Ts}
+    plain = SegmentationMetrics(num_classes, ignore_index, boundary=False)
+    for x, y in batches:
+        total, done = None, 0
+        for chunk in iter_samples(model, x, Ts[-1], seed):
+            for p in chunk:
+                total = p if total is None else total + p
+                done += 1
+                if done in mc:
+                    mc[done].update(total.argmax(axis=1), y)
+        model.eval()
+        logits = model.forward(np.asarray(x, model.dtype), keep_cache=False)
+        plain.update(logits.argmax(axis=1), y)
+    keys = ("global_accuracy", "class_average_accuracy", "mean_iou")
+    results = {t: m.compute() for t, m in mc.items()}
+    wa = plain.compute()
+    return {
+        "samples": Ts,
+        "mc": {k: [results[t][k] for t in Ts] for k in keys},
+        "weight_averaging": {k: wa[k] for k in keys},
+    }
 
 
 # -- measures of the uncertainty ------------------------------------------------

@@ -12,6 +12,7 @@ from npsegnet.models import SegNetBasic
 from npsegnet.uncertainty import (
     MCResult,
     UncertaintyMetrics,
+    accuracy_vs_samples,
     auroc,
     expected_calibration_error,
     mc_dropout,
@@ -125,3 +126,40 @@ def test_mc_dropout_is_seeded_and_batches_do_not_matter(rng):
     np.testing.assert_allclose(one.mean.sum(axis=1), 1.0)
     with pytest.raises(ValueError, match="samples must be >= 1"):
         mc_dropout(model, x, samples=0)
+
+
+def test_accuracy_vs_samples(rng):
+    x = rng.standard_normal((2, 2, 16, 16)).astype(np.float32)
+    y = rng.integers(0, 3, size=(2, 16, 16))
+    plain = SegNetBasic(in_channels=2, num_classes=3, channels=4, kernel_size=3)
+    curve = accuracy_vs_samples(plain, [(x, y)], 3, samples=(1, 3))
+    # no dropout: every T is the plain prediction
+    for key, values in curve["mc"].items():
+        assert values == [curve["weight_averaging"][key]] * 2
+    curve = accuracy_vs_samples(WithDropout(), [(x, y)], 3, samples=(1, 2, 4))
+    assert curve["samples"] == [1, 2, 4]
+    assert all(0 <= v <= 1 for v in curve["mc"]["global_accuracy"])
+    with pytest.raises(ValueError, match="positive ints"):
+        accuracy_vs_samples(plain, [(x, y)], 3, samples=(0,))
+
+
+def test_uncertainty_figures(rng):
+    from npsegnet import viz
+
+    x = rng.standard_normal((2, 2, 16, 16)).astype(np.float32)
+    y = rng.integers(0, 3, size=(2, 16, 16))
+    model = WithDropout()
+    res = mc_dropout(model, x, samples=3)
+    m = UncertaintyMetrics(3, bins=10)
+    m.update(res, y)
+    rel = m.compute()["reliability"]
+    fig = viz.plot_reliability(rel)
+    assert len(fig.axes) == 2
+    image = rng.random((3, 16, 16))
+    fig = viz.plot_uncertainty(image, res.labels[0], res.entropy[0], target=y[0])
+    assert len(fig.axes) == 5  # four panels and a colour bar
+    curve = accuracy_vs_samples(model, [(x, y)], 3, samples=(1, 2))
+    fig = viz.plot_accuracy_vs_samples(curve)
+    assert len(fig.axes[0].lines) == 6
+    with pytest.raises(ValueError, match="labels must have shape"):
+        viz.plot_uncertainty(image, res.labels[0][:4], res.entropy[0])

@@ -25,6 +25,9 @@ One module per topic
     :func:`plot_gradcheck`.
 :mod:`~npsegnet.viz.files`
     :func:`save_figure`.
+:mod:`~npsegnet.viz.uncertainty`
+    :func:`plot_uncertainty`, :func:`plot_reliability`,
+    :func:`plot_accuracy_vs_samples` (Monte-Carlo dropout).
 
 Label maps are ``(H, W)`` integer arrays; a label ``k`` is drawn in
 ``palette[k]``, and ``ignore_index`` pixels (unlabelled) in black.
@@ -37,6 +40,7 @@ from .gradcheck import plot_gradcheck
 from .pooling import plot_pooling_indices, plot_unpooled_and_convolved
 from .predictions import plot_predictions
 from .scores import plot_confusion_matrix, plot_per_class_iou
+from .uncertainty import plot_accuracy_vs_samples, plot_reliability, plot_uncertainty
 
 __all__ = [
     "CAMVID_PALETTE",
@@ -50,5 +54,8 @@ __all__ = [
     "plot_predictions",
     "plot_training_curves",
     "plot_unpooled_and_convolved",
+    "plot_accuracy_vs_samples",
+    "plot_reliability",
+    "plot_uncertainty",
     "save_figure",
 ]
