@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from npsegnet.augment import Augment, batch_generator
 from npsegnet.checkpoint import load_checkpoint
 from npsegnet.cli import main
+from npsegnet.data.augment import Augment, batch_generator
 from npsegnet.optim import scheduled_lr
 from npsegnet.train import TrainConfig, TrainingInterrupted, train
 
