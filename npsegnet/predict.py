@@ -28,48 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluate import (
-    UsageError,
-    _guarded,
-    load_for_inference,
-    make_transform,
-    predict_labels,
-    resolve_normalization,
-    set_threads,
-)
+from .config import set_threads
+from .data import make_transform, read_image
+from .errors import UsageError, guarded
+from .inference import load_for_inference, predict_labels, resolve_normalization
 
-__all__ = ["predict_image", "read_image"]
-
-
-def read_image(path) -> np.ndarray:
-    """Read an image file as float32 ``(3, H, W)`` RGB in ``[0, 1]``.
-
-    Raises
-    ------
-    FileNotFoundError
-        When ``path`` does not exist.
-    ValueError
-        When Pillow cannot read it as an image.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    from .data import to_rgb8
-
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(
-            f"{path} is a folder; give image files (a shell glob such as "
-            f"{path}/*.png names every image in it)"
-        )
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            rgb = to_rgb8(im)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from None
-    return np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / np.float32(255)
+__all__ = ["add_arguments", "predict_image", "read_image", "run"]
 
 
 def _resize(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
@@ -104,7 +68,7 @@ def predict_image(model, image: np.ndarray, transform, scale: float = 1.0):
         In eval mode.
     image : ndarray of shape (3, H, W), float32 in [0, 1]
     transform : callable
-        The input normalisation (:func:`npsegnet.evaluate.make_transform`).
+        The input normalisation (:func:`npsegnet.data.make_transform`).
     scale : float
         The network sees the image resized by this factor.
 
@@ -164,7 +128,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     """Entry point of ``npsegnet predict``."""
-    return _guarded(_run, args)
+    return guarded(_run, args)
 
 
 def _run(args) -> int:

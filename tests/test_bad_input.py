@@ -16,10 +16,9 @@ from PIL import Image
 from npsegnet import memory
 from npsegnet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from npsegnet.cli import main
-from npsegnet.data import to_rgb8
+from npsegnet.data import read_image, to_rgb8
 from npsegnet.metrics import score_label_files
 from npsegnet.models import SegNetBasic, load_model
-from npsegnet.predict import read_image
 from npsegnet.train import TrainConfig, train
 
 TINY = [

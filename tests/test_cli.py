@@ -70,7 +70,7 @@ def test_evaluate_checkpoint_and_json(run_dir, tmp_path, capsys):
 
 
 def test_evaluate_weights_file(run_dir, tmp_path, capsys):
-    from npsegnet.evaluate import load_for_inference
+    from npsegnet.inference import load_for_inference
 
     out, _ = run_dir
     # model.npz, exported by train, records the normalisation and the data.
@@ -202,3 +202,21 @@ def test_camvid_train_evaluate_predict(mini_camvid, tmp_path, capsys):
     capsys.readouterr()
     rc = main(["evaluate", "--checkpoint", str(out / "latest.npz"), "--split", "test"])
     assert rc == 1 and "test.txt" in capsys.readouterr().err
+
+
+def test_a_programming_error_keeps_its_traceback(capsys):
+    # the guard turns bad input into one line, never a bug
+    from npsegnet.errors import UsageError, guarded
+
+    def bug(args):
+        raise TypeError("a bug in the command")
+
+    def bad_option(args):
+        raise UsageError("--threads must be between 1 and 2, got 0")
+
+    with pytest.raises(TypeError, match="a bug"):
+        guarded(bug, None)
+    assert guarded(bad_option, None) == 2
+    assert capsys.readouterr().err == (
+        "npsegnet: error: --threads must be between 1 and 2, got 0\n"
+    )

@@ -11,8 +11,8 @@ import pytest
 from conftest import assert_close, network_reduction
 
 from npsegnet.checkpoint import load_checkpoint
-from npsegnet.data import SyntheticShapes
-from npsegnet.evaluate import UsageError, make_transform
+from npsegnet.data import SyntheticShapes, make_transform
+from npsegnet.errors import UsageError
 from npsegnet.models import SegNetBasic
 from npsegnet.train import (
     TrainConfig,
@@ -201,7 +201,7 @@ def test_segnet_trains_too(tmp_path):
 
 
 def test_training_keeps_freed_memory_mapped(tmp_path, monkeypatch):
-    import npsegnet.train as T
+    import npsegnet.train.loop as T
     from npsegnet.config import keep_freed_memory
 
     calls = []
@@ -219,7 +219,7 @@ def test_training_keeps_freed_memory_mapped(tmp_path, monkeypatch):
 def test_without_validation_bn_is_recomputed_after_the_last_epoch_only(
     tmp_path, monkeypatch
 ):
-    import npsegnet.train as T
+    import npsegnet.train.loop as T
 
     calls = []
     real = T.recompute_bn_statistics
