@@ -103,3 +103,56 @@ def test_no_import_cycles(graph):
     for m in sorted(graph):
         if m not in state:
             visit(m)
+
+
+# -- the upper floors: commands, small rooms ---------------------------------
+COMMANDS = ("npsegnet.train", "npsegnet.evaluate", "npsegnet.predict", "npsegnet.bench")
+LOWER_FLOORS = ("npsegnet.layers", "npsegnet.kernels", "npsegnet.reference")
+MAX_LINES = 700
+
+
+def _command_of(name: str) -> str | None:
+    return next((c for c in COMMANDS if _in(name, c)), None)
+
+
+def test_no_source_file_is_over_700_lines():
+    long = {}
+    for path in PACKAGE.rglob("*.py"):
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_LINES:
+            long[str(path.relative_to(PACKAGE.parent))] = lines
+    assert not long, f"past {MAX_LINES} lines a module usually holds two: {long}"
+
+
+def test_the_commands_never_import_each_other(graph):
+    bad = [
+        (m, t)
+        for m, targets in graph.items()
+        if _command_of(m)
+        for t in targets
+        if _command_of(t) not in (None, _command_of(m))
+    ]
+    assert not bad, f"a command borrows from another (move it below both): {bad}"
+
+
+def test_the_lower_floors_never_import_the_commands(graph):
+    bad = [
+        (m, t)
+        for m, targets in graph.items()
+        if any(_in(m, p) for p in (*LOWER_FLOORS, "npsegnet.models"))
+        for t in targets
+        if _command_of(t)
+    ]
+    assert not bad, f"layers, kernels, reference or models import a command: {bad}"
+
+
+def test_only_the_command_line_imports_a_command(graph):
+    # what the commands share lives below them (inference, errors, data, ...)
+    bad = [
+        (m, t)
+        for m, targets in graph.items()
+        if not _command_of(m) and m not in ("npsegnet.cli", "npsegnet.__main__")
+        for t in targets
+        if _command_of(t)
+    ]
+    assert not bad, f"a shared module imports a command: {bad}"
