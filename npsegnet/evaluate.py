@@ -73,6 +73,14 @@ def add_arguments(parser) -> None:
         "--json", metavar="OUT", default=None, help="also write the metrics here"
     )
     parser.add_argument(
+        "--mc-samples", type=int, default=None, metavar="T",
+        help="predict by Monte-Carlo dropout with T samples (Bayesian SegNet) and "
+        "report how good its uncertainty is; default: one pass, dropout off",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of --mc-samples (default: 0)"
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="Numba threads (default: all)"
     )
 
@@ -99,6 +107,8 @@ def _run(args) -> int:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.scale is not None and not args.scale > 0:
         raise UsageError(f"--scale must be > 0, got {args.scale}")
+    if args.mc_samples is not None and args.mc_samples < 1:
+        raise UsageError(f"--mc-samples must be >= 1, got {args.mc_samples}")
     model, config = load_for_inference(args.checkpoint)
     transform = make_transform(resolve_normalization(config, args.normalization))
     data = _data_for_evaluation(config, args.data)
@@ -118,7 +128,13 @@ def _run(args) -> int:
     batch = min(args.batch_size, len(dataset))
     check_memory(model, batch, dataset.image_size, False, "--scale or --batch-size")
     result = evaluate_model(
-        model, dataset, transform, batch_size=args.batch_size, progress=True
+        model,
+        dataset,
+        transform,
+        batch_size=args.batch_size,
+        progress=True,
+        mc_samples=args.mc_samples,
+        seed=args.seed,
     )
     where = "synthetic" if data["kind"] == "synthetic" else str(dataset.root)
     result["split"] = args.split
@@ -127,8 +143,13 @@ def _run(args) -> int:
     h, w = dataset.image_size
     result["resolution"] = [int(h), int(w)]
     result["bn_statistics"] = _bn_provenance(config)
+    how = (
+        f"Monte-Carlo dropout, {args.mc_samples} samples"
+        if args.mc_samples
+        else "one pass, dropout off"
+    )
     title = (
-        f"{config['model']} on {where}, split {args.split!r} "
+        f"{config['model']} ({how}) on {where}, split {args.split!r} "
         f"({result['num_images']} images scored at {h}x{w}; batch-norm "
         f"statistics {result['bn_statistics']})"
     )

@@ -133,6 +133,8 @@ def evaluate_model(
     boundary: bool = True,
     progress: bool = False,
     desc: str = "eval",
+    mc_samples: int | None = None,
+    seed: int = 0,
 ) -> dict:
     """Run ``model`` (in eval mode) over ``dataset`` and compute the metrics.
 
@@ -149,20 +151,34 @@ def evaluate_model(
         Show a tqdm bar on stderr.
     desc : str
         The bar's label.
+    mc_samples : int, optional
+        Predict by Monte-Carlo dropout with this many samples
+        (:func:`npsegnet.uncertainty.mc_dropout`, seeded with ``seed``)
+        instead of one pass with dropout off (weight averaging, the default),
+        and measure the uncertainty too.
 
     Returns
     -------
     dict
         :meth:`npsegnet.metrics.SegmentationMetrics.compute` plus
-        ``class_names``.
+        ``class_names``; with ``mc_samples`` also ``mc_samples`` and
+        ``uncertainty`` (:meth:`npsegnet.uncertainty.UncertaintyMetrics.compute`:
+        AUROC of entropy and of variance as detectors of wrong pixels, the
+        expected calibration error and the reliability bins).
     """
     from tqdm import tqdm
 
     from .data import batches
     from .metrics import SegmentationMetrics
+    from .uncertainty import UncertaintyMetrics, mc_dropout
 
     metrics = SegmentationMetrics(
         dataset.num_classes, dataset.ignore_index, boundary=boundary
+    )
+    spread = (
+        UncertaintyMetrics(dataset.num_classes, dataset.ignore_index)
+        if mc_samples
+        else None
     )
     was_training = model.training
     model.eval()
@@ -176,13 +192,23 @@ def evaluate_model(
             leave=False,
         )
         with bar:
-            for x, y in batches(dataset, batch_size, shuffle=False):
-                metrics.update(predict_labels(model, x, transform), y)
+            for i, (x, y) in enumerate(batches(dataset, batch_size, shuffle=False)):
+                if spread is None:
+                    metrics.update(predict_labels(model, x, transform), y)
+                else:
+                    # a seed per batch: the result does not depend on batching
+                    # order elsewhere, and each batch draws fresh masks
+                    res = mc_dropout(model, transform(x), mc_samples, seed=[seed, i])
+                    metrics.update(res.labels, y)
+                    spread.update(res, y)
                 bar.update(len(x))
     finally:
         model.train(was_training)
     result = metrics.compute()
     result["class_names"] = list(dataset.class_names)
+    if spread is not None:
+        result["mc_samples"] = int(mc_samples)
+        result["uncertainty"] = spread.compute()
     return result
 
 
@@ -195,6 +221,14 @@ def format_metrics(result: dict, title: str = "") -> str:
     lines = [title] if title else []
     for key, short, long in METRIC_LABELS:
         lines.append(f"  {short:<5} {long:<24} {pct(result.get(key))} %")
+    spread = result.get("uncertainty")
+    if spread is not None:
+        lines.append(
+            f"  Monte-Carlo dropout, {result['mc_samples']} samples: misclassified "
+            f"pixels detected by entropy AUROC {spread['auroc_entropy']:.3f}, by "
+            f"variance AUROC {spread['auroc_variance']:.3f}; calibration error "
+            f"(ECE) {100 * spread['ece']:.2f} %"
+        )
     names = result.get("class_names") or [
         str(i) for i in range(len(result["per_class_iou"]))
     ]

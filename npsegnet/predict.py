@@ -11,6 +11,12 @@ For each input image it writes, into ``--out``:
   ``testannot/`` and of benchmark servers: score a folder of them against
   the annotations with :func:`npsegnet.metrics.score_label_files`.
 
+With ``--mc-samples T`` the labels are those of Monte-Carlo dropout (the
+mean softmax of ``T`` stochastic passes, Bayesian SegNet), and
+``<name>_uncertainty.png`` is added: the predictive entropy of every pixel,
+from 0 (black, sure) to log K (bright yellow, uniform), in the inferno colour
+map.
+
 All have the size of the input image. The image is resized by ``--scale``
 (default: the factor the model was trained at) with area averaging, as
 :class:`npsegnet.data.CamVid` does, normalised as in training, and the
@@ -59,8 +65,10 @@ def _scaled_size(model, shape_hw, scale: float, name) -> tuple[int, int]:
     return size
 
 
-def predict_image(model, image: np.ndarray, transform, scale: float = 1.0):
-    """Labels of one image at its own size.
+def predict_image(
+    model, image: np.ndarray, transform, scale: float = 1.0, mc_samples=None, seed=0
+):
+    """Labels of one image at its own size (and its uncertainty with MC).
 
     Parameters
     ----------
@@ -71,21 +79,38 @@ def predict_image(model, image: np.ndarray, transform, scale: float = 1.0):
         The input normalisation (:func:`npsegnet.data.make_transform`).
     scale : float
         The network sees the image resized by this factor.
+    mc_samples : int, optional
+        Monte-Carlo dropout with this many samples
+        (:func:`npsegnet.uncertainty.mc_dropout`, seeded with ``seed``).
 
     Returns
     -------
-    ndarray of shape (H, W), int64
+    labels : ndarray of shape (H, W), int64
+    entropy : ndarray of shape (H, W), float64
+        Only with ``mc_samples``: the predictive entropy (nats), resized to
+        the image by nearest neighbour like the labels.
     """
     from PIL import Image
 
     h, w = image.shape[1:]
     size = _scaled_size(model, (h, w), scale, "image")
     x = _resize(image, size)[None]
-    labels = predict_labels(model, x, transform)[0]
+    entropy = None
+    if mc_samples:
+        from .uncertainty import mc_dropout
+
+        res = mc_dropout(model, transform(x), mc_samples, seed=seed)
+        labels, entropy = res.labels[0], res.entropy[0].astype(np.float32)
+    else:
+        labels = predict_labels(model, x, transform)[0]
     if size != (h, w):
         pil = Image.fromarray(labels.astype(np.uint8))
         labels = np.asarray(pil.resize((w, h), Image.Resampling.NEAREST))
-    return labels.astype(np.int64)
+        if entropy is not None:
+            pil = Image.fromarray(entropy, mode="F")
+            entropy = np.asarray(pil.resize((w, h), Image.Resampling.NEAREST))
+    labels = labels.astype(np.int64)
+    return labels if entropy is None else (labels, entropy.astype(np.float64))
 
 
 def add_arguments(parser) -> None:
@@ -122,6 +147,13 @@ def add_arguments(parser) -> None:
         help="input normalisation for a weights file that does not record it",
     )
     parser.add_argument(
+        "--mc-samples", type=int, default=None, metavar="T",
+        help="Monte-Carlo dropout with T samples; also writes <name>_uncertainty.png",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of --mc-samples (default: 0)"
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="Numba threads (default: all)"
     )
 
@@ -142,6 +174,8 @@ def _run(args) -> int:
         raise UsageError(f"--alpha must be in [0, 1], got {args.alpha}")
     if args.scale is not None and not args.scale > 0:
         raise UsageError(f"--scale must be > 0, got {args.scale}")
+    if args.mc_samples is not None and args.mc_samples < 1:
+        raise UsageError(f"--mc-samples must be >= 1, got {args.mc_samples}")
     model, config = load_for_inference(args.checkpoint)
     transform = make_transform(resolve_normalization(config, args.normalization))
     data = config.get("data") or {}
@@ -168,7 +202,13 @@ def _run(args) -> int:
             k += 1
             stem = f"{path.stem}-{k}"
         used.add(stem)
-        labels = predict_image(model, image, transform, scale)
+        entropy = None
+        if args.mc_samples:
+            labels, entropy = predict_image(
+                model, image, transform, scale, args.mc_samples, args.seed
+            )
+        else:
+            labels = predict_image(model, image, transform, scale)
         colour = viz.label_to_color(labels, palette)
         blend = viz.overlay(image, labels, alpha=args.alpha, palette=palette)
         label_path = out / f"{stem}_labels.png"
@@ -177,5 +217,16 @@ def _run(args) -> int:
         Image.fromarray(colour).save(label_path)
         Image.fromarray(blend).save(overlay_path)
         Image.fromarray(labels.astype(np.uint8), mode="L").save(classes_path)
-        print(f"{path} -> {label_path}, {overlay_path}, {classes_path}")
+        written = [label_path, overlay_path, classes_path]
+        if entropy is not None:
+            import matplotlib
+
+            # 0 (sure) .. log K (uniform over the K classes)
+            shade = matplotlib.colormaps["inferno"](entropy / np.log(model.num_classes))
+            unc_path = out / f"{stem}_uncertainty.png"
+            Image.fromarray((shade[..., :3] * 255).round().astype(np.uint8)).save(
+                unc_path
+            )
+            written.append(unc_path)
+        print(f"{path} -> " + ", ".join(map(str, written)))
     return 0

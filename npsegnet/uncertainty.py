@@ -186,9 +186,11 @@ def iter_samples(model, x, samples: int, seed: int = 0, batch=None, shared_prefi
     model.eval()
     layers = _dropout_layers(model)
     saved = [(layer.always_on, layer.rng) for layer in layers]
+    # an int seed, or a sequence of them (e.g. (seed, batch index))
+    entropy = [int(v) for v in np.atleast_1d(np.asarray(seed, dtype=np.int64))]
     for i, layer in enumerate(layers):
         layer.always_on = True
-        layer.reseed([int(seed), i])
+        layer.reseed([*entropy, i])
     try:
         done = 0
         x = x.astype(getattr(model, "dtype", x.dtype), copy=False)

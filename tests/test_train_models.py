@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from npsegnet.cli import main
@@ -42,3 +43,36 @@ def test_model_options_are_checked(tmp_path, capsys):
     assert "takes one --channels width" in capsys.readouterr().err
     assert main([*base, "--model", "segnet-basic", "--dropout", "0.3"]) == 2
     assert "--dropout applies to the Bayesian models" in capsys.readouterr().err
+
+
+def test_monte_carlo_evaluate_and_predict(tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "bayes"
+    width = ["--channels", "4", "--kernel-size", "3"]
+    argv = ["train", "--model", "bayesian-segnet-basic", "--out", str(out), *SMALL]
+    assert main([*argv, *width]) == 0
+    target = tmp_path / "mc.json"
+    args = ["evaluate", "--checkpoint", str(out / "latest.npz"), "--json", str(target)]
+    assert main([*args, "--mc-samples", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "Monte-Carlo dropout, 3 samples" in printed and "AUROC" in printed
+    result = json.loads(target.read_text())
+    assert result["mc_samples"] == 3
+    spread = result["uncertainty"]
+    assert 0 <= spread["auroc_entropy"] <= 1 and 0 <= spread["ece"] <= 1
+    assert sum(spread["reliability"]["count"]) > 0
+    # the same seed gives the same figures
+    assert main([*args, "--mc-samples", "3"]) == 0
+    assert json.loads(target.read_text())["uncertainty"] == spread
+    assert main([*args, "--mc-samples", "0"]) == 2
+
+    image = tmp_path / "im.png"
+    Image.fromarray(np.full((32, 40, 3), 120, np.uint8)).save(image)
+    pred = tmp_path / "pred"
+    argv = ["predict", "--checkpoint", str(out / "model.npz"), str(image),
+            "--out", str(pred), "--mc-samples", "2"]  # fmt: skip
+    assert main(argv) == 0
+    with Image.open(pred / "im_uncertainty.png") as im:
+        assert im.size == (40, 32) and im.mode == "RGB"
+    assert (pred / "im_classes.png").is_file()
