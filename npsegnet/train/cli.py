@@ -6,7 +6,13 @@ import sys
 from dataclasses import fields
 
 from ..errors import guarded
-from .config import DEFAULT_EPOCHS, TrainConfig
+from .config import (
+    DEFAULT_EPOCHS,
+    SYNTHETIC_KERNEL_SIZE,
+    SYNTHETIC_LR,
+    SYNTHETIC_LR_SCHEDULE,
+    TrainConfig,
+)
 from .interrupt import TrainingInterrupted
 from .loop import train
 
@@ -86,7 +92,7 @@ def add_arguments(parser) -> None:
     g.add_argument(
         "--lr", type=float, default=None,
         help="learning rate (default on CamVid: the paper's, 0.1 for "
-        "segnet-basic, 1e-3 for segnet; on synthetic data: 0.01)",
+        f"segnet-basic, 1e-3 for segnet; on synthetic data: {SYNTHETIC_LR})",
     )  # fmt: skip
     g.add_argument(
         "--momentum", type=float, default=d.momentum, help="default: %(default)s"
@@ -141,7 +147,8 @@ def add_arguments(parser) -> None:
     a.add_argument(
         "--lr-schedule", choices=("fixed", "step", "poly", "cosine"),
         default=d.lr_schedule,
-        help="learning-rate schedule (default: %(default)s, the paper's)",
+        help="learning-rate schedule (default: fixed, the paper's, on CamVid; "
+        f"{SYNTHETIC_LR_SCHEDULE} on synthetic data)",
     )  # fmt: skip
     a.add_argument(
         "--warmup-epochs", type=float, default=d.warmup_epochs, metavar="E",
@@ -196,7 +203,8 @@ def add_arguments(parser) -> None:
     )  # fmt: skip
     s.add_argument(
         "--kernel-size", type=int, default=None,
-        help="segnet-basic convolution size (paper: 7)",
+        help="segnet-basic convolution size (default: the paper's 7 on CamVid, "
+        f"{SYNTHETIC_KERNEL_SIZE} on synthetic data)",
     )  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from .config import (
     _config_from_json,
     _default_lr,
     _model_kwargs,
+    _with_data_defaults,
 )
 
 __all__ = [
@@ -50,7 +51,8 @@ def resolve_config(cfg: TrainConfig, out: Path):
     Returns
     -------
     cfg : TrainConfig
-        Checked, with the number of epochs filled in.
+        Checked, with the number of epochs and the defaults that depend on
+        the data (schedule, kernel size) filled in.
     ckpt : dict or None
         The checkpoint to resume from.
     """
@@ -84,6 +86,7 @@ def resolve_config(cfg: TrainConfig, out: Path):
         )
     if cfg.epochs is None:
         cfg = replace(cfg, epochs=DEFAULT_EPOCHS)
+    cfg = _with_data_defaults(cfg)
     _check_config(cfg)
     return cfg, ckpt
 
