@@ -6,7 +6,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytest
-from conftest import assert_close
+from tolerances import assert_close
 
 from npsegnet.layers import Dropout, SoftmaxCrossEntropy
 from npsegnet.models import (

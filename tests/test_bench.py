@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import assert_close, network_reduction
+from tolerances import assert_close, network_reduction
 
 from npsegnet import bench
 from npsegnet.bench import model_rows

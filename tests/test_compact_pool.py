@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from tolerances import assert_close
 
 from npsegnet._checks import CompactIndices as StoreBelow
 from npsegnet.gradcheck import numerical_gradient_array, rel_error

@@ -26,7 +26,11 @@ def all_kernels():
 
 KERNELS = dict(all_kernels())
 #: The only kernels compiled with njit(reduction=True).
-SUMMING_HELPERS = {"batchnorm._shifted_sums", "batchnorm._dot_sums"}
+SUMMING_HELPERS = {
+    "batchnorm._shifted_sums",
+    "batchnorm._dot_sums",
+    "conv._row_dot",  # the depthwise weight gradient's row dot products
+}
 
 
 def test_kernels_found():

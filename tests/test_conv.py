@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close as shared_assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tolerances import assert_close as shared_assert_close
 
 from npsegnet.gradcheck import check_layer
 from npsegnet.kernels import conv as K
@@ -25,7 +25,7 @@ def make(rng, N, C, F, H, W, k, dtype, kw=None):
 
 
 def assert_close(actual, desired, dtype, reduction=1, scale=None):
-    """Equal up to rounding in ``dtype`` of sums of ``reduction`` terms (conftest)."""
+    """Equal up to rounding in ``dtype`` of sums of ``reduction`` terms (tolerances.py)."""
     shared_assert_close(actual, desired, dtype=dtype, reduction=reduction, scale=scale)
 
 

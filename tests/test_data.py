@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close
 from PIL import Image
+from tolerances import assert_close
 
 from npsegnet.data import (
     CAMVID_CLASS_NAMES,

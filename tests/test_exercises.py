@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from tolerances import assert_close
 
 from npsegnet import reference
 from npsegnet.exercises import (

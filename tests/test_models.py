@@ -7,7 +7,7 @@ import os
 import numba
 import numpy as np
 import pytest
-from conftest import assert_close, network_reduction
+from tolerances import assert_close, network_reduction
 
 from npsegnet.gradcheck import check_layer
 from npsegnet.layers import (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from tolerances import assert_close
 
 from npsegnet.kernels import pool as kern
 from npsegnet.layers import MaxPool2D, MaxUnpool2D

@@ -8,7 +8,7 @@ import signal
 
 import numpy as np
 import pytest
-from conftest import assert_close, network_reduction
+from tolerances import assert_close, network_reduction
 
 from npsegnet.checkpoint import load_checkpoint
 from npsegnet.data import SyntheticShapes, make_transform

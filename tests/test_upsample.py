@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from tolerances import assert_close
 
 from npsegnet.gradcheck import check_layer
 from npsegnet.kernels import upsample as K

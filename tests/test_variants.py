@@ -6,7 +6,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytest
-from conftest import assert_close
+from tolerances import assert_close
 
 from npsegnet.gradcheck import check_layer
 from npsegnet.layers import ConvTranspose2D, SoftmaxCrossEntropy
