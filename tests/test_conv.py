@@ -25,7 +25,7 @@ def make(rng, N, C, F, H, W, k, dtype, kw=None):
 
 
 def assert_close(actual, desired, dtype, reduction=1, scale=None):
-    """Equal up to rounding in ``dtype`` of sums of ``reduction`` terms (tolerances.py)."""
+    """Equal up to rounding of sums of ``reduction`` terms (see tolerances.py)."""
     shared_assert_close(actual, desired, dtype=dtype, reduction=reduction, scale=scale)
 
 

@@ -46,6 +46,32 @@ from .registry import register
 from .stages import DecoderStage, EncoderStage, conv_bn, conv_seeds
 
 
+def check_options(in_channels, num_classes, channels, kernel_size, seed, dtype):
+    """The constructor options of the SegNet-Basic family, checked.
+
+    Returns them in this order, ``dtype`` as a NumPy dtype; a bad value
+    raises a ``TypeError``/``ValueError`` naming the option.
+    """
+    in_channels = check_positive_int(in_channels, "in_channels")
+    num_classes = check_positive_int(num_classes, "num_classes")
+    channels = check_positive_int(channels, "channels")
+    kernel_size = check_positive_int(kernel_size, "kernel_size")
+    if kernel_size % 2 == 0:
+        raise ValueError(
+            f"kernel_size must be odd so that padding kernel_size // 2 keeps the "
+            f"map size, got {kernel_size}"
+        )
+    seed = check_positive_int(seed, "seed", minimum=0)
+    return (
+        in_channels,
+        num_classes,
+        channels,
+        kernel_size,
+        seed,
+        check_model_dtype(dtype),
+    )
+
+
 @register
 class SegNetBasic(EncoderDecoder):
     """SegNet-Basic: four encoder and four decoder stages of one wide conv each.
@@ -110,17 +136,9 @@ class SegNetBasic(EncoderDecoder):
         dtype=DEFAULT_DTYPE,
         seed: int = 0,
     ):
-        in_channels = check_positive_int(in_channels, "in_channels")
-        num_classes = check_positive_int(num_classes, "num_classes")
-        channels = check_positive_int(channels, "channels")
-        kernel_size = check_positive_int(kernel_size, "kernel_size")
-        if kernel_size % 2 == 0:
-            raise ValueError(
-                f"kernel_size must be odd so that padding kernel_size // 2 keeps the "
-                f"map size, got {kernel_size}"
-            )
-        seed = check_positive_int(seed, "seed", minimum=0)
-        dtype = check_model_dtype(dtype)
+        in_channels, num_classes, channels, kernel_size, seed, dtype = check_options(
+            in_channels, num_classes, channels, kernel_size, seed, dtype
+        )
         seeds = conv_seeds(seed)
         encoders = [
             EncoderStage(

@@ -50,14 +50,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_positive_int
 from ..config import DEFAULT_DTYPE
 from ..layers.batchnorm import BatchNorm2D
 from ..layers.conv import Conv2D
 from ..layers.conv_transpose import ConvTranspose2D, bilinear_kernel
 from ..layers.upsample import Upsample
-from .blocks import EncoderDecoder, check_model_dtype
+from .blocks import EncoderDecoder
 from .registry import register
+from .segnet_basic import check_options
 from .stages import DecoderStage, EncoderStage, conv_bn, conv_seeds
 
 __all__ = [
@@ -144,17 +144,9 @@ class BasicVariant(EncoderDecoder):
         dtype=DEFAULT_DTYPE,
         seed: int = 0,
     ):
-        in_channels = check_positive_int(in_channels, "in_channels")
-        num_classes = check_positive_int(num_classes, "num_classes")
-        channels = check_positive_int(channels, "channels")
-        kernel_size = check_positive_int(kernel_size, "kernel_size")
-        if kernel_size % 2 == 0:
-            raise ValueError(
-                f"kernel_size must be odd so that padding kernel_size // 2 keeps the "
-                f"map size, got {kernel_size}"
-            )
-        seed = check_positive_int(seed, "seed", minimum=0)
-        dtype = check_model_dtype(dtype)
+        in_channels, num_classes, channels, kernel_size, seed, dtype = check_options(
+            in_channels, num_classes, channels, kernel_size, seed, dtype
+        )
         self.num_classes = num_classes
         seeds = conv_seeds(seed)
         convs = [
