@@ -190,6 +190,17 @@ def _masked_row(gr, xr, orow, m, s, b, mode, g):
             g[i] = gr[i] if (xr[i] - m) * s + b > zero else zero
 
 
+@njit
+def _mask_row(out, n, c, mode):
+    """Row ``out[n, c]`` when the mask comes from it, else a placeholder row.
+
+    Without that mask ``out`` is a ``(1, 1, 1)`` dummy: indexing it with
+    ``(n, c)`` would read out of bounds (an ``IndexError`` under
+    ``NUMBA_DISABLE_JIT=1``).
+    """
+    return out[n, c] if mode == _MASK_FROM_OUT else out[0, 0]
+
+
 @njit(parallel=True)
 def _bn_bwd_sums(dout, x, mean, out, scale, shift, mode, sum_g, sum_gx):
     """sum(g) and sum(g * (x - mean)) per channel in float64, g = dout masked."""
@@ -204,7 +215,14 @@ def _bn_bwd_sums(dout, x, mean, out, scale, shift, mode, sum_g, sum_gx):
         for n in range(N):
             if mode != _NO_MASK:
                 _masked_row(
-                    dout[n, c], x[n, c], out[n, c], m, scale[c], shift[c], mode, g
+                    dout[n, c],
+                    x[n, c],
+                    _mask_row(out, n, c, mode),
+                    m,
+                    scale[c],
+                    shift[c],
+                    mode,
+                    g,
                 )
                 sn, tn = _dot_sums(g, x[n, c], m)
             else:
@@ -229,7 +247,8 @@ def _bn_bwd_write(dout, x, mean, a, b, c0, out, scale, shift, mode, dx):
             gr = dout[n, c]
             xr = x[n, c]
             if mode != _NO_MASK:
-                _masked_row(gr, xr, out[n, c], m, scale[c], shift[c], mode, g)
+                orow = _mask_row(out, n, c, mode)
+                _masked_row(gr, xr, orow, m, scale[c], shift[c], mode, g)
                 gr = g
             dr = dx[n, c]
             for i in range(L):

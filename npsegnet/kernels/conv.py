@@ -55,13 +55,12 @@ costs as much as the packing itself.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from numba import prange
 
 from .._checks import check_float_array, check_positive_int
 from ..config import njit
+from ._workspace import band, band_rows
 
 # Target size of the column (or product) buffer of one band. Larger bands mean
 # longer GEMMs and fewer hand-overs between Numba's threads and OpenBLAS's (each
@@ -286,24 +285,6 @@ def _depthwise_dx(dout, weight, pad, dx):
 
 
 # --------------------------------------------------------------------------
-# workspaces
-# --------------------------------------------------------------------------
-_local = threading.local()
-
-
-def _workspace(name: str, shape: tuple, dtype) -> np.ndarray:
-    """A reusable scratch array (contents undefined), one per thread and name."""
-    store = _local.__dict__.setdefault("buffers", {})
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
-    buf = store.get(name)
-    if buf is None or buf.nbytes < nbytes:
-        buf = np.empty(max(nbytes, 1), dtype=np.uint8)
-        store[name] = buf
-    return buf[:nbytes].view(dtype).reshape(shape)
-
-
-# --------------------------------------------------------------------------
 # checks and helpers
 # --------------------------------------------------------------------------
 def _check_padding(padding) -> int:
@@ -354,23 +335,6 @@ def _group(C, KH, KW, need_dx):
     return 1
 
 
-def _band_rows(W_out, height, itemsize, n_anchor):
-    """Anchor rows per band: a ``(height, rows * W_out)`` buffer of BAND_BYTES.
-
-    The rows are then spread evenly over the bands that takes (90 rows in
-    bands of at most 39 become 30 + 30 + 30, not 39 + 39 + 12), so no band is
-    a short GEMM.
-    """
-    most = int(max(1, min(n_anchor, BAND_BYTES // (W_out * height * itemsize))))
-    bands = -(-n_anchor // most)
-    return -(-n_anchor // bands)
-
-
-def _band(name, rows, m, dtype):
-    """A ``(rows, m)`` C-contiguous workspace, so that BLAS reads it with no copy."""
-    return _workspace(name, (rows * m,), dtype).reshape(rows, m)
-
-
 def _regroup_weight(weight, G):
     """wk[(j, f), (g, kw, c)] = weight[f, c, j * G + g, kw]."""
     F, C, KH, KW = weight.shape
@@ -406,7 +370,7 @@ def _forward(x, weight, bias, pad, out):
     wk = _regroup_weight(weight, G)
     h_lo, h_hi = _anchors(G, pad, H, H_out)
     Nc, K = wk.shape
-    R = _band_rows(W_out, max(K, Nc), dtype.itemsize, h_hi - h_lo)
+    R = band_rows(W_out, max(K, Nc), dtype.itemsize, h_hi - h_lo, BAND_BYTES)
     # rows whose every window lies in the padding only get the bias
     for i in range(H_out):
         if i + KH - 1 < h_lo or i >= h_hi:
@@ -415,8 +379,8 @@ def _forward(x, weight, bias, pad, out):
         for b0 in range(h_lo, h_hi, R):
             r = min(R, h_hi - b0)
             m = r * W_out
-            cols = _band("cols", K, m, dtype)
-            prod = _band("prod", Nc, m, dtype)
+            cols = band("cols", K, m, dtype)
+            prod = band("prod", Nc, m, dtype)
             _pack_cols(x, n, pad, KW, G, b0, r, W_out, cols)
             np.matmul(wk, cols, out=prod)
             _add_rows(prod, out, bias, n, G, KHo, h_lo, h_hi, b0, r)
@@ -577,21 +541,21 @@ def conv2d_backward(dout, x, weight, padding, need_dx=True, groups=1):
     wk = _regroup_weight(weight, G)
     Nc, K = wk.shape
     h_lo, h_hi = _anchors(G, padding, H, H_out)
-    R = _band_rows(W_out, max(K, Nc), dtype.itemsize, h_hi - h_lo)
+    R = band_rows(W_out, max(K, Nc), dtype.itemsize, h_hi - h_lo, BAND_BYTES)
     dwk = np.zeros((Nc, K), dtype=dtype)
     tmp = np.empty((Nc, K), dtype=dtype)
     for n in range(N):
         for b0 in range(h_lo, h_hi, R):
             r = min(R, h_hi - b0)
             m = r * W_out
-            cols = _band("cols", K, m, dtype)
-            S = _band("prod", Nc, m, dtype)
+            cols = band("cols", K, m, dtype)
+            S = band("prod", Nc, m, dtype)
             _pack_cols(x, n, padding, KW, G, b0, r, W_out, cols)
             _pack_dout(dout, n, G, KHo, b0, r, S)
             np.matmul(S, cols.T, out=tmp)
             dwk += tmp
             if need_dx:
-                dcols = _band("dcols", K, m, dtype)
+                dcols = band("dcols", K, m, dtype)
                 np.matmul(wk.T, S, out=dcols)
                 _fold_rows(dcols, dx, n, padding, KW, b0, r, W_out)
     return dx, _ungroup_weight(dwk, weight.shape, G), dbias

@@ -22,7 +22,8 @@ Backward reverses the two steps: a Numba pass *gathers* the strided grid of
 ``dout`` into ``dcols`` (an im2col with stride), then ``dx_band = wm @ dcols``
 and ``dweight += x_band @ dcols.T`` (``wm`` is the weight as a
 ``(C_in, C_out * KH * KW)`` matrix, a view). The bands and the per-thread
-workspaces are those of :mod:`npsegnet.kernels.conv`.
+workspaces are the convolution's: :mod:`npsegnet.kernels._workspace`, with
+bands of ``npsegnet.kernels.conv.BAND_BYTES``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from numba import prange
 
 from .._checks import check_float_array, check_pair, check_positive_int
 from ..config import njit
-from .conv import _band, _band_rows
+from . import conv as _conv
+from ._workspace import band, band_rows
 
 
 # --------------------------------------------------------------------------
@@ -191,11 +193,11 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding=0)
         out[...] = bias[None, :, None, None]
     M = F * KH * KW
     wt = np.ascontiguousarray(weight.reshape(C, M).T)
-    R = _band_rows(W, M, dtype.itemsize, H)
+    R = band_rows(W, M, dtype.itemsize, H, _conv.BAND_BYTES)
     for n in range(N):
         for b0 in range(0, H, R):
             r = min(R, H - b0)
-            cols = _band("cols", M, r * W, dtype)
+            cols = band("cols", M, r * W, dtype)
             np.matmul(wt, x[n, :, b0 : b0 + r, :].reshape(C, r * W), out=cols)
             _scatter_band(cols, out, n, stride, padding, KH, KW, b0, r)
     return out
@@ -241,16 +243,16 @@ def conv_transpose2d_backward(dout, x, weight, stride, padding, output_padding=0
     dx = np.empty_like(x)
     dwm = np.zeros((C, M), dtype=dtype)
     tmp = np.empty((C, M), dtype=dtype)
-    R = _band_rows(W, M, dtype.itemsize, H)
+    R = band_rows(W, M, dtype.itemsize, H, _conv.BAND_BYTES)
     for n in range(N):
         for b0 in range(0, H, R):
             r = min(R, H - b0)
-            dcols = _band("cols", M, r * W, dtype)
+            dcols = band("cols", M, r * W, dtype)
             _gather_band(dout, n, stride, padding, KH, KW, b0, r, dcols)
             x_band = x[n, :, b0 : b0 + r, :].reshape(C, r * W)
             np.matmul(x_band, dcols.T, out=tmp)
             dwm += tmp
-            prod = _band("prod", C, r * W, dtype)
+            prod = band("prod", C, r * W, dtype)
             np.matmul(wm, dcols, out=prod)
             dx[n, :, b0 : b0 + r, :] = prod.reshape(C, r, W)
     return dx, dwm.reshape(weight.shape), dout.sum(axis=(0, 2, 3))

@@ -1,0 +1,51 @@
+"""Scratch arrays that the kernels keep between calls, and the row bands they fill.
+
+The convolution kernels (:mod:`~npsegnet.kernels.conv` and
+:mod:`~npsegnet.kernels.conv_transpose`) pack a band of image rows into a
+buffer, hand it to BLAS, and unpack the product. Allocating and first-touching
+those tens of MB on every call costs as much as the packing itself, so each
+thread keeps one buffer per name and hands out views of it (contents
+undefined). A kernel never returns a workspace: what it returns is always an
+array of its own (or the ``out=`` its caller gave).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+_local = threading.local()
+
+
+def workspace(name: str, shape: tuple, dtype) -> np.ndarray:
+    """A reusable scratch array (contents undefined), one per thread and name.
+
+    It grows to the largest size asked for and is never shrunk; a later call
+    with the same ``name`` in the same thread overwrites it.
+    """
+    store = _local.__dict__.setdefault("buffers", {})
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    buf = store.get(name)
+    if buf is None or buf.nbytes < nbytes:
+        buf = np.empty(max(nbytes, 1), dtype=np.uint8)
+        store[name] = buf
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def band(name: str, rows: int, m: int, dtype) -> np.ndarray:
+    """A ``(rows, m)`` C-contiguous workspace, so that BLAS reads it with no copy."""
+    return workspace(name, (rows * m,), dtype).reshape(rows, m)
+
+
+def band_rows(W_out: int, height: int, itemsize: int, n_anchor: int, band_bytes):
+    """Rows per band: a ``(height, rows * W_out)`` buffer of ``band_bytes``.
+
+    The rows are then spread evenly over the bands that takes (90 rows in
+    bands of at most 39 become 30 + 30 + 30, not 39 + 39 + 12), so no band is
+    a short GEMM.
+    """
+    most = int(max(1, min(n_anchor, band_bytes // (W_out * height * itemsize))))
+    bands = -(-n_anchor // most)
+    return -(-n_anchor // bands)
