@@ -96,20 +96,22 @@ _M_MMAP_MAX = -4
 
 
 def keep_freed_memory() -> bool:
-    """Let glibc reuse freed activation memory instead of returning it to the OS.
+    """Let glibc reuse freed memory instead of returning it to the OS.
 
     glibc serves every allocation above 32 MB with a fresh ``mmap`` and gives
-    it back with ``munmap`` when the array dies. A training step of
-    SegNet-Basic at 360x480 allocates and frees about 3 GB of such arrays, so
-    every step page-faults them all in again, and with transparent huge pages
-    the kernel sometimes stops to compact memory on those faults (a 30 ms
-    scatter measured 150-200 ms right after a convolution had freed its
-    temporaries). Turning ``mmap`` off for large blocks and never trimming the
-    heap keeps the freed pages mapped: the next step reuses them. The cost is
-    that the process keeps its peak resident size until it exits.
+    it back with ``munmap`` when the array dies, so a program that allocates
+    and frees large arrays over and over page-faults them all in again each
+    time (and with transparent huge pages the kernel sometimes stops to
+    compact memory on those faults). Turning ``mmap`` off for large blocks and
+    never trimming the heap keeps the freed pages mapped. The cost is that
+    the process keeps its peak resident size until it exits.
 
-    Called by :func:`npsegnet.train.train` and the benchmark's training rows;
-    it is a process-wide setting, so library code never calls it on import.
+    The library does not need it: a model's layers reuse their arrays from
+    step to step (:mod:`npsegnet.layers.buffers`), so a steady training step
+    allocates almost nothing. Training used to call this; it no longer does.
+    It stays for the benchmark's ``--mallopt`` option, which applies it to
+    both frameworks alike (PyTorch's CPU allocator goes through the same
+    ``malloc``). It is a process-wide setting, so library code never calls it.
     Returns False (and does nothing) where the C library is not glibc.
     """
     import ctypes

@@ -100,6 +100,9 @@ def estimate_bytes(model, batch_size: int, image_size, training: bool) -> int:
             probe.forward(x, keep_cache=False)
 
     run()  # compiles the kernels and sizes the workspaces once
+    # the model's buffer pool would serve the second pass from the first's
+    # arrays; forget them, so that the probe measures all a step holds
+    probe.release_buffers()
     activations = _peak(run)
     h, w = image_size
     scaled = activations * (batch_size * h * w) / (PROBE * PROBE)

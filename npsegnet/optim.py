@@ -169,6 +169,15 @@ class SGD:
         for g in self.grads.values():
             g.fill(0)
 
+    def _scratch(self, p: np.ndarray) -> np.ndarray:
+        """A temporary of ``p``'s shape and dtype, kept between steps (one per
+        dtype, as large as the largest parameter): a step allocates nothing."""
+        kept = self.__dict__.setdefault("_scratch_arrays", {})
+        buf = kept.get(p.dtype)
+        if buf is None or buf.size < p.size:
+            buf = kept[p.dtype] = np.empty(p.size, p.dtype)
+        return buf[: p.size].reshape(p.shape)
+
     def step(self) -> None:
         """Apply one update to every parameter, in place."""
         for key, p in self.params.items():
@@ -176,14 +185,18 @@ class SGD:
             g = self.grads[key]
             v = self.velocity[key]
             wd = self.weight_decay * decay_mult
-            # Same order of operations as torch.optim.SGD (d = g + wd*p first).
-            # Python floats keep float32 arrays in float32 (NEP 50).
-            d = g + wd * p if wd != 0.0 else g
+            tmp = self._scratch(p)
+            # Same order of operations as torch.optim.SGD (d = g + wd*p first),
+            # written into tmp; a + b is b + a bit for bit. Python floats keep
+            # float32 arrays in float32 (NEP 50).
+            d = g
+            if wd != 0.0:
+                d = np.add(g, np.multiply(p, wd, out=tmp), out=tmp)
             if self.momentum != 0.0:
                 v *= self.momentum
                 v += d
                 d = v
-            p -= (self.lr * lr_mult) * d
+            p -= np.multiply(d, self.lr * lr_mult, out=tmp)
         self.step_count += 1
 
     # -- state --------------------------------------------------------------

@@ -49,3 +49,31 @@ def band_rows(W_out: int, height: int, itemsize: int, n_anchor: int, band_bytes)
     most = int(max(1, min(n_anchor, band_bytes // (W_out * height * itemsize))))
     bands = -(-n_anchor // most)
     return -(-n_anchor // bands)
+
+
+def output_array(out, shape, dtype, name: str = "out", inputs=()) -> np.ndarray:
+    """``out`` checked as the destination of a kernel, or a new array.
+
+    Kernels take an optional ``out=`` (a layer passes an array it reuses from
+    step to step). It must be a C-contiguous ndarray of exactly ``shape``
+    and ``dtype``, and share no memory with the kernel's ``inputs``: the
+    kernels write it while they still read those. ``None`` gives
+    ``np.empty(shape, dtype)``. Every kernel writes each element of it.
+    """
+    shape = tuple(int(n) for n in shape)
+    dtype = np.dtype(dtype)
+    if out is None:
+        return np.empty(shape, dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(out).__name__}")
+    if out.shape != shape or out.dtype != dtype:
+        raise ValueError(
+            f"{name} must have shape {shape} and dtype {dtype}, got shape "
+            f"{out.shape} and dtype {out.dtype}"
+        )
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{name} must be a writeable C-contiguous array")
+    for array in inputs:
+        if array is not None and np.may_share_memory(out, array):
+            raise ValueError(f"{name} must not share memory with the inputs")
+    return out

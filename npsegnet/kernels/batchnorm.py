@@ -23,6 +23,7 @@ from numba import prange
 
 from .._checks import check_float_array
 from ..config import njit
+from ._workspace import output_array
 
 # -- private loops over preallocated arrays -----------------------------------
 # Sums run in blocks of BLOCK values: inside a block, eight independent partial
@@ -289,7 +290,7 @@ def _flat(a):
 
 
 # -- public twins of the reference --------------------------------------------
-def batchnorm2d_forward_train(x, weight, bias, eps, relu=False):
+def batchnorm2d_forward_train(x, weight, bias, eps, relu=False, out=None):
     """Normalise with the statistics of the batch (training mode).
 
     Parameters
@@ -302,6 +303,9 @@ def batchnorm2d_forward_train(x, weight, bias, eps, relu=False):
         Added to the variance before the square root.
     relu : bool
         Apply ``max(., 0)`` to the output (fused BN + ReLU).
+    out : ndarray of shape (N, C, H, W), optional
+        Where to write the output (dtype of ``x``, C-contiguous, not
+        overlapping ``x``); a new array by default.
 
     Returns
     -------
@@ -328,13 +332,13 @@ def batchnorm2d_forward_train(x, weight, bias, eps, relu=False):
     dt = x.dtype
     mean, var, inv_std = mean64.astype(dt), var64.astype(dt), inv_std64.astype(dt)
     scale = _affine_scale(weight, inv_std)
-    out = np.empty_like(x)
+    out = output_array(out, x.shape, x.dtype, inputs=(x,))
     _bn_affine(_flat(x), mean, scale, bias, bool(relu), _flat(out))
     return out, mean, var, inv_std
 
 
 def batchnorm2d_forward_eval(
-    x, weight, bias, running_mean, running_var, eps, relu=False
+    x, weight, bias, running_mean, running_var, eps, relu=False, out=None
 ):
     """Normalise with stored statistics (evaluation mode).
 
@@ -345,6 +349,8 @@ def batchnorm2d_forward_eval(
     eps : float
     relu : bool
         Apply ``max(., 0)`` to the output.
+    out : ndarray of shape (N, C, H, W), optional
+        Where to write the output (as in :func:`batchnorm2d_forward_train`).
 
     Returns
     -------
@@ -360,7 +366,7 @@ def batchnorm2d_forward_eval(
     eps = _check_eps(eps)
     inv_std64 = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
     scale = (weight.astype(np.float64) * inv_std64).astype(x.dtype)
-    out = np.empty_like(x)
+    out = output_array(out, x.shape, x.dtype, inputs=(x,))
     _bn_affine(_flat(x), running_mean, scale, bias, bool(relu), _flat(out))
     return out
 
@@ -377,7 +383,7 @@ def _affine_scale(weight, inv_std):
     )
 
 
-def _backward(dout, x, mean, inv_std64, weight, out, batch_stats, relu=None):
+def _backward(dout, x, mean, inv_std64, weight, out, batch_stats, relu=None, dx=None):
     """Shared body of the train- and eval-mode backward passes.
 
     The ReLU mask comes from ``out > 0`` when ``out`` is given, else from
@@ -408,7 +414,7 @@ def _backward(dout, x, mean, inv_std64, weight, out, batch_stats, relu=None):
         b = np.zeros(C)
         c0 = np.zeros(C)
     dt = x.dtype
-    dx = np.empty_like(x)
+    dx = output_array(dx, x.shape, dt, "dx", inputs=(dout, x, out))
     _bn_bwd_write(
         _flat(dout),
         _flat(x),
@@ -422,7 +428,9 @@ def _backward(dout, x, mean, inv_std64, weight, out, batch_stats, relu=None):
     return dx, dweight.astype(dt), dbias.astype(dt)
 
 
-def batchnorm2d_backward(dout, x, mean, inv_std, weight, out=None, relu_bias=None):
+def batchnorm2d_backward(
+    dout, x, mean, inv_std, weight, out=None, relu_bias=None, dx=None
+):
     """Gradients of the training-mode forward pass.
 
     Parameters
@@ -441,6 +449,9 @@ def batchnorm2d_backward(dout, x, mean, inv_std, weight, out=None, relu_bias=Non
         Instead of ``out``: the ``bias`` of a fused BN + ReLU forward. The
         mask is then rebuilt from ``x`` with the forward's arithmetic, so a
         layer need not keep its output alive until the backward pass.
+    dx : ndarray of shape (N, C, H, W), optional
+        Where to write ``dx`` (C-contiguous, overlapping none of the inputs);
+        a new array by default.
 
     Returns
     -------
@@ -462,11 +473,11 @@ def batchnorm2d_backward(dout, x, mean, inv_std, weight, out=None, relu_bias=Non
         relu_bias = _check_vector(relu_bias, "relu_bias", C, x.dtype)
         relu = (_affine_scale(weight, inv_std), relu_bias)
     inv_std64 = inv_std.astype(np.float64)
-    return _backward(dout, x, mean, inv_std64, weight, out, True, relu)
+    return _backward(dout, x, mean, inv_std64, weight, out, True, relu, dx)
 
 
 def batchnorm2d_backward_eval(
-    dout, x, running_mean, running_var, weight, eps, out=None
+    dout, x, running_mean, running_var, weight, eps, out=None, dx=None
 ):
     """Gradients of the evaluation-mode forward pass (fixed statistics).
 
@@ -477,6 +488,8 @@ def batchnorm2d_backward_eval(
     eps : float
     out : ndarray of shape (N, C, H, W), optional
         The output of a fused BN + ReLU forward (masks ``dout`` where ``out <= 0``).
+    dx : ndarray of shape (N, C, H, W), optional
+        Where to write ``dx`` (as in :func:`batchnorm2d_backward`).
 
     Returns
     -------
@@ -493,4 +506,4 @@ def batchnorm2d_backward_eval(
     if out is not None:
         out = _check_like(out, "out", x)
     inv_std64 = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
-    return _backward(dout, x, running_mean, inv_std64, weight, out, False)
+    return _backward(dout, x, running_mean, inv_std64, weight, out, False, dx=dx)

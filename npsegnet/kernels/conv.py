@@ -60,7 +60,7 @@ from numba import prange
 
 from .._checks import check_float_array, check_positive_int
 from ..config import njit
-from ._workspace import band, band_rows
+from ._workspace import band, band_rows, output_array, workspace
 
 # Target size of the column (or product) buffer of one band. Larger bands mean
 # longer GEMMs and fewer hand-overs between Numba's threads and OpenBLAS's (each
@@ -336,19 +336,20 @@ def _group(C, KH, KW, need_dx):
 
 
 def _regroup_weight(weight, G):
-    """wk[(j, f), (g, kw, c)] = weight[f, c, j * G + g, kw]."""
+    """wk[(j, f), (g, kw, c)] = weight[f, c, j * G + g, kw], in a workspace."""
     F, C, KH, KW = weight.shape
     w5 = weight.reshape(F, C, KH // G, G, KW)
-    return np.ascontiguousarray(w5.transpose(2, 0, 3, 4, 1)).reshape(
-        (KH // G) * F, G * KW * C
-    )
+    wk = workspace("wk", ((KH // G) * F, G * KW * C), weight.dtype)
+    np.copyto(wk.reshape(KH // G, F, G, KW, C), w5.transpose(2, 0, 3, 4, 1))
+    return wk
 
 
-def _ungroup_weight(wk, shape, G):
-    """The inverse of :func:`_regroup_weight`."""
-    F, C, KH, KW = shape
+def _ungroup_weight(wk, G, out):
+    """The inverse of :func:`_regroup_weight`, written into ``out``."""
+    F, C, KH, KW = out.shape
     w5 = wk.reshape(KH // G, F, G, KW, C)
-    return np.ascontiguousarray(w5.transpose(1, 4, 0, 2, 3)).reshape(shape)
+    np.copyto(out.reshape(F, C, KH // G, G, KW), w5.transpose(1, 4, 0, 2, 3))
+    return out
 
 
 def _anchors(G, pad, H, H_out):
@@ -403,7 +404,7 @@ def _forward_groups(x, weight, bias, padding, groups, out):
     return out
 
 
-def conv2d_forward(x, weight, bias, padding, groups=1):
+def conv2d_forward(x, weight, bias, padding, groups=1, out=None):
     """Convolve ``x`` with ``weight`` (stride 1, zero padding), add ``bias``.
 
     Parameters
@@ -420,6 +421,9 @@ def conv2d_forward(x, weight, bias, padding, groups=1):
         block ``g`` seeing input block ``g`` only (``C_in`` and ``C_out``
         divisible by it); ``groups = C_in`` is a depthwise convolution. The
         ``groups = 1`` path is untouched by this option.
+    out : ndarray of shape (N, C_out, H_out, W_out), optional
+        Where to write the result (dtype of ``x``, C-contiguous, not
+        overlapping ``x``); a new array by default.
 
     Returns
     -------
@@ -444,7 +448,7 @@ def conv2d_forward(x, weight, bias, padding, groups=1):
         bias = check_float_array(bias, "bias", ndim=1, dtype=x.dtype)
         if bias.shape != (F,):
             raise ValueError(f"bias must have shape ({F},), got {bias.shape}")
-    out = np.empty(out_shape, dtype=x.dtype)
+    out = output_array(out, out_shape, x.dtype, inputs=(x, weight))
     if groups > 1:
         return _forward_groups(x, weight, bias, padding, groups, out)
     if _is_pointwise(weight, padding):
@@ -460,11 +464,10 @@ def conv2d_forward(x, weight, bias, padding, groups=1):
 # --------------------------------------------------------------------------
 # backward
 # --------------------------------------------------------------------------
-def _backward_groups(dout, x, weight, padding, groups, need_dx):
+def _backward_groups(dout, x, weight, padding, groups, need_dx, dx, dweight):
     """The gradients of :func:`_forward_groups`, group by group."""
     Cg, Fg = x.shape[1] // groups, weight.shape[0] // groups
-    dx = np.empty_like(x) if need_dx else None
-    dweight = np.empty_like(weight)
+    dx = dx if need_dx else None
     if Cg == 1:
         _depthwise_dweight(dout, x, padding, dweight)
         if need_dx:
@@ -480,7 +483,9 @@ def _backward_groups(dout, x, weight, padding, groups, need_dx):
     return dx, dweight, dout.sum(axis=(0, 2, 3))
 
 
-def conv2d_backward(dout, x, weight, padding, need_dx=True, groups=1):
+def conv2d_backward(
+    dout, x, weight, padding, need_dx=True, groups=1, dx=None, dweight=None
+):
     """Gradients of :func:`conv2d_forward` given the upstream gradient.
 
     Parameters
@@ -495,6 +500,9 @@ def conv2d_backward(dout, x, weight, padding, need_dx=True, groups=1):
         Compute ``dx`` (the first layer of a network does not need it).
     groups : int
         As in :func:`conv2d_forward`.
+    dx, dweight : ndarray, optional
+        Where to write those two results (their shapes, the dtype of ``x``,
+        C-contiguous, overlapping none of the inputs); new arrays by default.
 
     Returns
     -------
@@ -514,27 +522,32 @@ def conv2d_backward(dout, x, weight, padding, need_dx=True, groups=1):
             f"dout must have the shape of the forward output {out_shape}, "
             f"got {dout.shape}"
         )
+    inputs = (dout, x, weight)
+    if need_dx:
+        dx = output_array(dx, x.shape, x.dtype, "dx", inputs)
+    dweight = output_array(dweight, weight.shape, x.dtype, "dweight", inputs)
     if groups > 1:
-        return _backward_groups(dout, x, weight, padding, groups, need_dx)
+        return _backward_groups(dout, x, weight, padding, groups, need_dx, dx, dweight)
     N, C, H, W = x.shape
     F, _, KH, KW = weight.shape
     _, _, H_out, W_out = out_shape
     dtype = x.dtype
     dbias = dout.sum(axis=(0, 2, 3))
-    dx = np.empty_like(x) if need_dx else None
+    dx = dx if need_dx else None
 
     if _is_pointwise(weight, padding):
         w2 = weight.reshape(F, C)
         d3 = dout.reshape(N, F, H * W)
         x3 = x.reshape(N, C, H * W)
-        dweight = np.zeros((F, C), dtype=dtype)
-        tmp = np.empty((F, C), dtype=dtype)
+        dw2 = dweight.reshape(F, C)
+        dw2.fill(0)
+        tmp = workspace("dwtmp", (F, C), dtype)
         for n in range(N):
             np.matmul(d3[n], x3[n].T, out=tmp)
-            dweight += tmp
+            dw2 += tmp
         if need_dx:
             np.matmul(w2.T, d3, out=dx.reshape(N, C, H * W))
-        return dx, dweight.reshape(weight.shape), dbias
+        return dx, dweight, dbias
 
     G = _group(C, KH, KW, need_dx)
     KHo = KH // G
@@ -542,8 +555,9 @@ def conv2d_backward(dout, x, weight, padding, need_dx=True, groups=1):
     Nc, K = wk.shape
     h_lo, h_hi = _anchors(G, padding, H, H_out)
     R = band_rows(W_out, max(K, Nc), dtype.itemsize, h_hi - h_lo, BAND_BYTES)
-    dwk = np.zeros((Nc, K), dtype=dtype)
-    tmp = np.empty((Nc, K), dtype=dtype)
+    dwk = workspace("dwk", (Nc, K), dtype)
+    dwk.fill(0)
+    tmp = workspace("dwtmp", (Nc, K), dtype)
     for n in range(N):
         for b0 in range(h_lo, h_hi, R):
             r = min(R, h_hi - b0)
@@ -558,4 +572,4 @@ def conv2d_backward(dout, x, weight, padding, need_dx=True, groups=1):
                 dcols = band("dcols", K, m, dtype)
                 np.matmul(wk.T, S, out=dcols)
                 _fold_rows(dcols, dx, n, padding, KW, b0, r, W_out)
-    return dx, _ungroup_weight(dwk, weight.shape, G), dbias
+    return dx, _ungroup_weight(dwk, G, dweight), dbias

@@ -34,7 +34,7 @@ from numba import prange
 from .._checks import check_float_array, check_pair, check_positive_int
 from ..config import njit
 from . import conv as _conv
-from ._workspace import band, band_rows
+from ._workspace import band, band_rows, output_array, workspace
 
 
 # --------------------------------------------------------------------------
@@ -152,7 +152,9 @@ def _check_args(x, weight, stride, padding, output_padding):
 # --------------------------------------------------------------------------
 # forward and backward
 # --------------------------------------------------------------------------
-def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding=0):
+def conv_transpose2d_forward(
+    x, weight, bias, stride, padding, output_padding=0, out=None
+):
     """Transposed convolution of ``x`` with ``weight``, plus ``bias``.
 
     Parameters
@@ -167,6 +169,9 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding=0)
         Rows and columns cropped from each border of the full output.
     output_padding : int or (int, int)
         Rows (and columns) added at the bottom (and right); each ``< stride``.
+    out : ndarray of shape (N, C_out, H_out, W_out), optional
+        Where to write the result (dtype of ``x``, C-contiguous, not
+        overlapping ``x``); a new array by default.
 
     Returns
     -------
@@ -183,7 +188,7 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding=0)
     N, C, H, W = x.shape
     _, F, KH, KW = weight.shape
     dtype = x.dtype
-    out = np.empty(out_shape, dtype=dtype)
+    out = output_array(out, out_shape, dtype, inputs=(x, weight))
     if bias is None:
         out.fill(0.0)
     else:
@@ -192,7 +197,8 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding=0)
             raise ValueError(f"bias must have shape ({F},), got {bias.shape}")
         out[...] = bias[None, :, None, None]
     M = F * KH * KW
-    wt = np.ascontiguousarray(weight.reshape(C, M).T)
+    wt = workspace("wk", (M, C), dtype)
+    np.copyto(wt, weight.reshape(C, M).T)
     R = band_rows(W, M, dtype.itemsize, H, _conv.BAND_BYTES)
     for n in range(N):
         for b0 in range(0, H, R):
@@ -203,7 +209,9 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding=0)
     return out
 
 
-def conv_transpose2d_backward(dout, x, weight, stride, padding, output_padding=0):
+def conv_transpose2d_backward(
+    dout, x, weight, stride, padding, output_padding=0, dx=None, dweight=None
+):
     """Gradients of :func:`conv_transpose2d_forward` given the upstream gradient.
 
     Parameters
@@ -215,6 +223,9 @@ def conv_transpose2d_backward(dout, x, weight, stride, padding, output_padding=0
     weight : ndarray of shape (C_in, C_out, KH, KW)
     stride, padding : int
     output_padding : int or (int, int)
+    dx, dweight : ndarray, optional
+        Where to write those two results (their shapes, the dtype of ``x``,
+        C-contiguous, overlapping none of the inputs); new arrays by default.
 
     Returns
     -------
@@ -240,9 +251,12 @@ def conv_transpose2d_backward(dout, x, weight, stride, padding, output_padding=0
     dtype = x.dtype
     M = F * KH * KW
     wm = weight.reshape(C, M)
-    dx = np.empty_like(x)
-    dwm = np.zeros((C, M), dtype=dtype)
-    tmp = np.empty((C, M), dtype=dtype)
+    inputs = (dout, x, weight)
+    dx = output_array(dx, x.shape, dtype, "dx", inputs)
+    dweight = output_array(dweight, weight.shape, dtype, "dweight", inputs)
+    dwm = dweight.reshape(C, M)
+    dwm.fill(0)
+    tmp = workspace("dwtmp", (C, M), dtype)
     R = band_rows(W, M, dtype.itemsize, H, _conv.BAND_BYTES)
     for n in range(N):
         for b0 in range(0, H, R):
@@ -255,4 +269,4 @@ def conv_transpose2d_backward(dout, x, weight, stride, padding, output_padding=0
             prod = band("prod", C, r * W, dtype)
             np.matmul(wm, dcols, out=prod)
             dx[n, :, b0 : b0 + r, :] = prod.reshape(C, r, W)
-    return dx, dwm.reshape(weight.shape), dout.sum(axis=(0, 2, 3))
+    return dx, dweight, dout.sum(axis=(0, 2, 3))

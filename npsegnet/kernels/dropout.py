@@ -12,6 +12,7 @@ from numba import prange
 from .._checks import check_float_array
 from ..config import njit
 from ._layout import _rows
+from ._workspace import output_array, workspace
 
 
 @njit(parallel=True)
@@ -36,7 +37,7 @@ def check_p(p) -> float:
     return float(p)
 
 
-def _apply(x, mask, p, name):
+def _apply(x, mask, p, name, out=None):
     x = check_float_array(x, name)
     if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
         got = mask.dtype if isinstance(mask, np.ndarray) else type(mask).__name__
@@ -47,12 +48,12 @@ def _apply(x, mask, p, name):
         )
     p = check_p(p)
     mask = np.ascontiguousarray(mask)
-    out = np.empty_like(x)
+    out = output_array(out, x.shape, x.dtype, "dx" if name == "dout" else "out", (x,))
     _masked_scale(_rows(x), _rows(mask), x.dtype.type(1.0 / (1.0 - p)), _rows(out))
     return out
 
 
-def dropout_forward(x, mask, p):
+def dropout_forward(x, mask, p, out=None):
     """``out = x * mask / (1 - p)``.
 
     Parameters
@@ -63,15 +64,18 @@ def dropout_forward(x, mask, p):
         True where the unit is kept.
     p : float
         The drop probability the mask was drawn with, in [0, 1).
+    out : ndarray, optional
+        Where to write the result (shape and dtype of ``x``, C-contiguous, not
+        overlapping ``x``); a new array by default.
 
     Returns
     -------
     out : ndarray of the shape and dtype of ``x``
     """
-    return _apply(x, mask, p, "x")
+    return _apply(x, mask, p, "x", out)
 
 
-def dropout_backward(dout, mask, p):
+def dropout_backward(dout, mask, p, dx=None):
     """Gradient of :func:`dropout_forward`: ``dout * mask / (1 - p)``.
 
     Parameters
@@ -80,15 +84,17 @@ def dropout_backward(dout, mask, p):
         Upstream gradient, the shape of ``mask``.
     mask : ndarray of bool
     p : float
+    dx : ndarray, optional
+        Where to write the result (as ``out=`` of :func:`dropout_forward`).
 
     Returns
     -------
     dx : ndarray of the shape and dtype of ``dout``
     """
-    return _apply(dout, mask, p, "dout")
+    return _apply(dout, mask, p, "dout", dx)
 
 
-def dropout_mask(shape, p, rng):
+def dropout_mask(shape, p, rng, out=None):
     """Draw a keep-mask: each entry is True with probability ``1 - p``.
 
     The same draws as :func:`npsegnet.reference.dropout.dropout_mask` (the
@@ -100,10 +106,19 @@ def dropout_mask(shape, p, rng):
     p : float
         Drop probability in [0, 1).
     rng : numpy.random.Generator
+    out : ndarray of bool of shape ``shape``, optional
+        Where to write the mask (C-contiguous); a new array by default. The
+        draws are the same either way.
 
     Returns
     -------
     mask : ndarray of bool of shape ``shape``
     """
     # float32 uniforms on the grid k / 2**24: P(u >= p) = 1 - p up to 6e-8
-    return rng.random(shape, dtype=np.float32) >= np.float32(check_p(p))
+    p = np.float32(check_p(p))
+    if out is None:
+        return rng.random(shape, dtype=np.float32) >= p
+    out = output_array(out, shape, np.bool_)
+    uniforms = workspace("dropout_uniforms", out.shape, np.float32)
+    rng.random(out.shape, dtype=np.float32, out=uniforms)
+    return np.greater_equal(uniforms, p, out=out)

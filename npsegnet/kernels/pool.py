@@ -35,6 +35,7 @@ from .._checks import (
     check_int_array,
 )
 from ..config import njit
+from ._workspace import output_array
 
 __all__ = [
     "maxpool2d_forward",
@@ -111,7 +112,7 @@ def _maxpool2d_fwd(x, KH, KW, SH, SW, out, indices):
                 ip[i, j] = arg
 
 
-def maxpool2d_forward(x, kernel_size, stride, ceil_mode=False):
+def maxpool2d_forward(x, kernel_size, stride, ceil_mode=False, out=None, indices=None):
     """Max pooling with indices (Numba); see the reference for the rules.
 
     Parameters
@@ -124,6 +125,9 @@ def maxpool2d_forward(x, kernel_size, stride, ceil_mode=False):
         Step ``(SH, SW)``.
     ceil_mode : bool
         Round the output size up instead of down.
+    out, indices : ndarray, optional
+        Where to write the two results (their shapes and dtypes,
+        C-contiguous, not overlapping ``x``); new arrays by default.
 
     Returns
     -------
@@ -140,8 +144,9 @@ def maxpool2d_forward(x, kernel_size, stride, ceil_mode=False):
         x, kernel_size, stride, ceil_mode
     )
     N, C = x.shape[:2]
-    out = np.empty((N, C, H_out, W_out), dtype=x.dtype)
-    indices = np.empty((N, C, H_out, W_out), dtype=np.int64)
+    shape = (N, C, H_out, W_out)
+    out = output_array(out, shape, x.dtype, inputs=(x,))
+    indices = output_array(indices, shape, np.int64, "indices", inputs=(x, out))
     _maxpool2d_fwd(x, KH, KW, SH, SW, out, indices)
     return out, indices
 
@@ -250,7 +255,7 @@ def _report_bad(bad, indices, H, W, what):
         _raise_index_error(int(value), H, W, what)
 
 
-def maxpool2d_backward(dout, indices, input_shape):
+def maxpool2d_backward(dout, indices, input_shape, dx=None):
     """Scatter-add ``dout`` to the indices (Numba). See the reference.
 
     Parameters
@@ -261,6 +266,9 @@ def maxpool2d_backward(dout, indices, input_shape):
         From :func:`maxpool2d_forward`.
     input_shape : tuple (N, C, H, W)
         Shape of the pooled input.
+    dx : ndarray of shape ``input_shape``, optional
+        Where to write the result (dtype of ``dout``, C-contiguous, not
+        overlapping the inputs); a new array by default.
 
     Returns
     -------
@@ -268,14 +276,14 @@ def maxpool2d_backward(dout, indices, input_shape):
         dtype of ``dout``; overlapping windows add up.
     """
     dout, indices, (N, C, H, W) = _check_backward_args(dout, indices, input_shape)
-    dx = np.empty((N, C, H, W), dtype=dout.dtype)
+    dx = output_array(dx, (N, C, H, W), dout.dtype, "dx", inputs=(dout, indices))
     bad = np.full(N * C, -1, dtype=np.int64)
     _scatter(dout, indices, dx, True, dout.dtype.type(0), bad)
     _report_bad(bad, indices, H, W, "input")
     return dx
 
 
-def maxunpool2d_forward(x, indices, output_size):
+def maxunpool2d_forward(x, indices, output_size, out=None):
     """Place each value at its index in zeros (Numba). See the reference.
 
     Parameters
@@ -286,6 +294,9 @@ def maxunpool2d_forward(x, indices, output_size):
         Flat ``h * W_out + w`` per plane.
     output_size : (H_out, W_out) or (N, C, H_out, W_out)
         Size of the map to restore.
+    out : ndarray of shape (N, C, H_out, W_out), optional
+        Where to write the result (dtype of ``x``, C-contiguous, not
+        overlapping the inputs); a new array by default.
 
     Returns
     -------
@@ -298,7 +309,8 @@ def maxunpool2d_forward(x, indices, output_size):
     """
     x, indices, (H_out, W_out) = _check_unpool_args(x, indices, output_size)
     N, C = x.shape[:2]
-    out = np.empty((N, C, H_out, W_out), dtype=x.dtype)
+    shape = (N, C, H_out, W_out)
+    out = output_array(out, shape, x.dtype, inputs=(x, indices))
     bad = np.full(N * C, -1, dtype=np.int64)
     _scatter(x, indices, out, False, x.dtype.type(0), bad)
     _report_bad(bad, indices, H_out, W_out, "output")
@@ -323,7 +335,7 @@ def _gather(dout, indices, dx, bad):
             xp[k] = dp[m]
 
 
-def maxunpool2d_backward(dout, indices):
+def maxunpool2d_backward(dout, indices, dx=None):
     """Gather ``dout`` at the indices (Numba). See the reference.
 
     Parameters
@@ -332,6 +344,9 @@ def maxunpool2d_backward(dout, indices):
         Upstream gradient of the unpooled map.
     indices : ndarray of int, shape (N, C, H, W)
         The indices given to :func:`maxunpool2d_forward`.
+    dx : ndarray of shape (N, C, H, W), optional
+        Where to write the result (dtype of ``dout``, C-contiguous, not
+        overlapping the inputs); a new array by default.
 
     Returns
     -------
@@ -346,7 +361,7 @@ def maxunpool2d_backward(dout, indices):
         )
     indices = np.ascontiguousarray(indices, dtype=np.int64)
     N, C, H_out, W_out = dout.shape
-    dx = np.empty(indices.shape, dtype=dout.dtype)
+    dx = output_array(dx, indices.shape, dout.dtype, "dx", inputs=(dout, indices))
     bad = np.full(N * C, -1, dtype=np.int64)
     K = indices.shape[2] * indices.shape[3]
     _gather(

@@ -7,12 +7,12 @@ reads instead of the input.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import prange
 
 from .._checks import check_float_array
 from ..config import njit
 from ._layout import _rows
+from ._workspace import output_array
 
 
 @njit(parallel=True)
@@ -41,13 +41,16 @@ def _relu_bwd(dout, out, dx):
             dr[i] = gr[i] if orow[i] > zero else zero
 
 
-def relu_forward(x):
+def relu_forward(x, out=None):
     """``out = max(x, 0)`` elementwise.
 
     Parameters
     ----------
     x : ndarray of any shape
         float32 or float64.
+    out : ndarray, optional
+        Where to write the result (shape and dtype of ``x``, C-contiguous, not
+        overlapping ``x``); a new array by default.
 
     Returns
     -------
@@ -55,12 +58,12 @@ def relu_forward(x):
         ``x`` where ``x > 0``, else 0 (``-0.0`` becomes ``+0.0``; NaN stays NaN).
     """
     x = check_float_array(x, "x")
-    out = np.empty_like(x)
+    out = output_array(out, x.shape, x.dtype, inputs=(x,))
     _relu_fwd(_rows(x), _rows(out))
     return out
 
 
-def relu_backward(dout, out):
+def relu_backward(dout, out, dx=None):
     """Gradient of ReLU, given the forward **output**.
 
     Parameters
@@ -69,6 +72,8 @@ def relu_backward(dout, out):
         Upstream gradient, the shape and dtype of ``out``.
     out : ndarray
         The output of :func:`relu_forward`.
+    dx : ndarray, optional
+        Where to write the result (as ``out=`` of :func:`relu_forward`).
 
     Returns
     -------
@@ -82,6 +87,6 @@ def relu_backward(dout, out):
             f"dout must have the shape of the forward output {out.shape}, "
             f"got {dout.shape}"
         )
-    dx = np.empty_like(dout)
+    dx = output_array(dx, dout.shape, dout.dtype, "dx", inputs=(dout, out))
     _relu_bwd(_rows(dout), _rows(out), _rows(dx))
     return dx

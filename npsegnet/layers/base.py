@@ -21,6 +21,31 @@ A :class:`Module` is a thin shell around the arrays. Its contract:
 
 Children are found as attributes that are modules, in the order they were set,
 and their names become the prefixes of the dotted keys.
+
+Buffers: who may reuse an array
+-------------------------------
+A layer on its own allocates every array it returns (``forward``'s output,
+``backward``'s input gradient) anew: a student calling ``pool.forward(a)``
+then ``pool.forward(b)`` keeps two independent results.
+
+A model turns on **buffer reuse** for its layers (``reuse_buffers = True``,
+which the models set in their constructor): it hands every layer below it
+one :class:`~npsegnet.layers.buffers.BufferPool`, and the layers take their
+outputs, gradients and pooling indices from it (:meth:`Module._reused`). The
+pool hands out an array only when **nothing but the pool refers to it**
+(Python's reference count), so an array still in use (in a layer's
+``cache``, an encoder's record, a caller's variable, or viewed by any of
+these) is never overwritten, and no output can alias its layer's input.
+After the first step, a step finds all it needs among the arrays the
+previous one dropped and allocates (almost) nothing: no page faults, no
+process-wide ``mallopt`` needed.
+
+What a model returns to its user (the logits of ``forward``, the input
+gradient of ``backward``) is always a fresh array that the pool no longer
+keeps. :meth:`release_buffers` lets the pool forget its arrays (memory goes
+back to the C library as soon as no one uses them); a model also starts over
+when its input changes shape or dtype. Reuse never changes a result: the
+kernels write every element of the arrays they are given.
 """
 
 from __future__ import annotations
@@ -30,6 +55,7 @@ import warnings
 import numpy as np
 
 from ..config import DEFAULT_DTYPE
+from .buffers import BufferPool
 
 
 def warn_renamed(old: str, new: str) -> None:
@@ -47,6 +73,9 @@ class Module:
     #: Whether ``backward`` must compute the input gradient; layers that can
     #: skip it (Conv2D) return ``None`` when it is False.
     needs_input_grad: bool = True
+    #: The pool the layer takes its arrays from (None: fresh arrays); see
+    #: :attr:`reuse_buffers`.
+    _buffer_pool: BufferPool | None = None
 
     def __init__(self, dtype=DEFAULT_DTYPE):
         self.training = True
@@ -55,6 +84,7 @@ class Module:
         self._params: dict[str, np.ndarray] = {}
         self._grads: dict[str, np.ndarray] = {}
         self._buffers: dict[str, np.ndarray] = {}
+        self._buffer_pool = None
 
     # -- parameters ---------------------------------------------------------
     def add_param(self, name: str, value: np.ndarray) -> np.ndarray:
@@ -100,6 +130,49 @@ class Module:
         """
         for module in self.modules():
             module.cache = None
+
+    # -- reused arrays -------------------------------------------------------
+    @property
+    def reuse_buffers(self) -> bool:
+        """Whether this module takes its arrays from a shared pool.
+
+        Setting it True gives this module and all below it one new
+        :class:`~npsegnet.layers.buffers.BufferPool`; False makes them all
+        allocate fresh arrays again. Models set it True; a layer made on its
+        own has it False. See the module notes for the contract.
+        """
+        return self._buffer_pool is not None
+
+    @reuse_buffers.setter
+    def reuse_buffers(self, value: bool) -> None:
+        pool = BufferPool() if value else None
+        for module in self.modules():
+            module._buffer_pool = pool
+
+    def _reused(self, **specs) -> dict[str, np.ndarray]:
+        """Arrays from the pool to pass to a kernel as its ``out=`` arguments.
+
+        ``specs`` maps each argument name to ``(shape, dtype)`` (or None to
+        leave it out). Without a pool the dict is empty and the kernel
+        allocates fresh arrays, as it does when called directly. Kernels
+        overwrite every element of what they are given.
+        """
+        pool = self._buffer_pool
+        if pool is None:
+            return {}
+        return {
+            name: pool.empty(*spec) for name, spec in specs.items() if spec is not None
+        }
+
+    def release_buffers(self) -> None:
+        """Let the buffer pool forget its arrays (no effect without reuse).
+
+        Always safe: arrays in use (caches, results you hold) stay valid;
+        the next pass allocates afresh. Call it when a model will sit idle,
+        to give the memory of its last step back.
+        """
+        if self._buffer_pool is not None:
+            self._buffer_pool.release()
 
     def _collect(self, attr: str) -> dict[str, np.ndarray]:
         own = getattr(self, attr)

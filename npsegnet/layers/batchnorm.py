@@ -181,12 +181,21 @@ class BatchNorm2D(Module):
                     f"(N * H * W > 1), got x shape {x.shape}"
                 )
             out, mean, var, inv_std = batchnorm2d_forward_train(
-                x, w, b, self.eps, self.relu
+                x, w, b, self.eps, self.relu, **self._reused(out=(x.shape, x.dtype))
             )
             self._update_running(mean, var, M)
             self.cache = BNTrainCache(x, mean, inv_std, b.copy() if self.relu else None)
         else:
-            out = batchnorm2d_forward_eval(x, w, b, rm, rv, self.eps, self.relu)
+            out = batchnorm2d_forward_eval(
+                x,
+                w,
+                b,
+                rm,
+                rv,
+                self.eps,
+                self.relu,
+                **self._reused(out=(x.shape, x.dtype)),
+            )
             relu_out = out if self.relu else None
             self.cache = BNEvalCache(x, rm.copy(), rv.copy(), relu_out)
         return out
@@ -218,13 +227,27 @@ class BatchNorm2D(Module):
         if cache is None:
             raise RuntimeError("BatchNorm2D.backward called before forward")
         w = self._params["weight"]
+        dx = self._reused(dx=(cache.x.shape, cache.x.dtype))
         if isinstance(cache, BNTrainCache):
             dx, dweight, dbias = batchnorm2d_backward(
-                dout, cache.x, cache.mean, cache.inv_std, w, relu_bias=cache.relu_bias
+                dout,
+                cache.x,
+                cache.mean,
+                cache.inv_std,
+                w,
+                relu_bias=cache.relu_bias,
+                **dx,
             )
         else:
             dx, dweight, dbias = batchnorm2d_backward_eval(
-                dout, cache.x, cache.mean, cache.running_var, w, self.eps, cache.out
+                dout,
+                cache.x,
+                cache.mean,
+                cache.running_var,
+                w,
+                self.eps,
+                cache.out,
+                **dx,
             )
         self._grads["weight"] += dweight
         self._grads["bias"] += dbias

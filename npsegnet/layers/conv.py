@@ -190,10 +190,24 @@ class Conv2D(Module):
                 f"has in_channels = {self.in_channels}"
             )
         out = conv2d_forward(
-            x, self.weight, self.bias, self.padding, **self._groups_kwarg
+            x,
+            self.weight,
+            self.bias,
+            self.padding,
+            **self._reused(out=self._output_spec(x)),
+            **self._groups_kwarg,
         )
         self.cache = ConvCache(x=x, out_shape=out.shape)
         return out
+
+    def _output_spec(self, x):
+        """``(shape, dtype)`` of ``forward``'s output (None if the size is
+        invalid: the kernel then raises its error)."""
+        grow = 2 * self.padding - self.kernel_size + 1
+        N, _, H, W = x.shape
+        if min(H + grow, W + grow) < 1:
+            return None
+        return (N, self.out_channels, H + grow, W + grow), self.dtype
 
     def backward(self, dout):
         """Input gradient; adds the parameter gradients into ``grads``.
@@ -217,12 +231,17 @@ class Conv2D(Module):
                 f"dout has shape {dout.shape} but the forward output had shape "
                 f"{cache.out_shape}"
             )
+        need_dx = self.needs_input_grad
         dx, dweight, dbias = conv2d_backward(
             dout,
             cache.x,
             self.weight,
             self.padding,
-            need_dx=self.needs_input_grad,
+            need_dx=need_dx,
+            **self._reused(
+                dx=(cache.x.shape, self.dtype) if need_dx else None,
+                dweight=(self.weight.shape, self.dtype),
+            ),
             **self._groups_kwarg,
         )
         self._grads["weight"] += dweight

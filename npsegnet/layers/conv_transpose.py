@@ -284,10 +284,31 @@ class ConvTranspose2D(Module):
             )
         output_padding = self._output_padding(x, output_size)
         out = conv_transpose2d_forward(
-            x, self.weight, self.bias, self.stride, self.padding, output_padding
+            x,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            output_padding,
+            **self._reused(out=self._output_spec(x, output_padding)),
         )
         self.cache = ConvTransposeCache(x, output_padding, out.shape)
         return out
+
+    def _output_spec(self, x, output_padding):
+        """``(shape, dtype)`` of ``forward``'s output (None if the size is
+        invalid: the kernel then raises its error)."""
+        if isinstance(output_padding, (tuple, list)):
+            extra = tuple(output_padding)
+        else:
+            extra = (output_padding, output_padding)
+        s, p, k = self.stride, self.padding, self.kernel_size
+        size = [
+            (n - 1) * s - 2 * p + k + e for n, e in zip(x.shape[2:], extra, strict=True)
+        ]
+        if min(size) < 1:
+            return None
+        return (x.shape[0], self.out_channels, *size), self.dtype
 
     def backward(self, dout):
         """Input gradient; adds the parameter gradients into ``grads``.
@@ -311,7 +332,15 @@ class ConvTranspose2D(Module):
                 f"{cache.out_shape}"
             )
         dx, dweight, dbias = conv_transpose2d_backward(
-            dout, cache.x, self.weight, self.stride, self.padding, cache.output_padding
+            dout,
+            cache.x,
+            self.weight,
+            self.stride,
+            self.padding,
+            cache.output_padding,
+            **self._reused(
+                dx=(cache.x.shape, self.dtype), dweight=(self.weight.shape, self.dtype)
+            ),
         )
         self._grads["weight"] += dweight
         if "bias" in self._grads:

@@ -114,14 +114,16 @@ class Dropout(Module):
             return x
         mask = self._frozen_mask
         if mask is None:
-            mask = dropout_mask(x.shape, self.p, self.rng)
+            mask = dropout_mask(
+                x.shape, self.p, self.rng, **self._reused(out=(x.shape, np.bool_))
+            )
         elif mask.shape != x.shape:
             raise ValueError(
                 f"the frozen mask has shape {mask.shape} but x has shape "
                 f"{x.shape}; call unfreeze() to draw a new mask"
             )
         self.cache = DropoutCache(mask)
-        return dropout_forward(x, mask, self.p)
+        return dropout_forward(x, mask, self.p, **self._reused(out=(x.shape, x.dtype)))
 
     def backward(self, dout):
         """The same mask and scale applied to ``dout`` (identity if inactive).
@@ -138,7 +140,9 @@ class Dropout(Module):
             raise RuntimeError("Dropout.backward called before forward")
         if self.cache.mask is None:
             return dout
-        return dropout_backward(dout, self.cache.mask, self.p)
+        dout = check_float_array(dout, "dout")
+        dx = self._reused(dx=(dout.shape, dout.dtype))
+        return dropout_backward(dout, self.cache.mask, self.p, **dx)
 
     def __repr__(self) -> str:
         on = ", always_on=True" if self.always_on else ""

@@ -6,7 +6,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import check_compact_window, check_float_array, check_pair
+from .._checks import (
+    check_compact_window,
+    check_float_array,
+    check_pair,
+    pool_output_size,
+)
 from ..config import DEFAULT_DTYPE
 from ..kernels.compact_pool import (
     CompactIndices,
@@ -163,10 +168,27 @@ class MaxPool2D(Module):
             y, indices = maxpool2d_forward_compact(x, self.ceil_mode)
         else:
             y, indices = maxpool2d_forward(
-                x, self.kernel_size, self.stride, self.ceil_mode
+                x,
+                self.kernel_size,
+                self.stride,
+                self.ceil_mode,
+                **self._reused(**self._output_specs(x)),
             )
         self.cache = PoolCache(indices, tuple(x.shape), x.dtype)
         return y, indices
+
+    def _output_specs(self, x) -> dict:
+        """``(shape, dtype)`` of ``forward``'s two outputs (none if the size
+        is invalid: the kernel then raises its error)."""
+        N, C, H, W = x.shape
+        size = [
+            pool_output_size(n, k, s, self.ceil_mode)
+            for n, k, s in zip((H, W), self.kernel_size, self.stride, strict=True)
+        ]
+        if min(size) < 1:
+            return {}
+        shape = (N, C, *size)
+        return {"out": (shape, x.dtype), "indices": (shape, np.int64)}
 
     def backward(self, dout):
         """Send each upstream value back to the cell that won its window.
@@ -197,7 +219,8 @@ class MaxPool2D(Module):
             )
         if isinstance(cache.indices, CompactIndices):
             return maxpool2d_backward_compact(dout, cache.indices)
-        return maxpool2d_backward(dout, cache.indices, cache.input_shape)
+        dx = self._reused(dx=(cache.input_shape, dout.dtype))
+        return maxpool2d_backward(dout, cache.indices, cache.input_shape, **dx)
 
     def __repr__(self) -> str:
         return (

@@ -46,7 +46,7 @@ class ReLU(Module):
         out : ndarray of the shape and dtype of ``x``
         """
         x = check_float_array(x, "x")
-        out = relu_forward(x)
+        out = relu_forward(x, **self._reused(out=(x.shape, x.dtype)))
         self.cache = ReLUCache(out)
         return out
 
@@ -65,4 +65,4 @@ class ReLU(Module):
             raise RuntimeError("ReLU.backward called before forward")
         out = self.cache.out
         dout = check_float_array(dout, "dout", dtype=out.dtype)
-        return relu_backward(dout, out)
+        return relu_backward(dout, out, **self._reused(dx=(dout.shape, dout.dtype)))

@@ -100,6 +100,7 @@ class SoftmaxCrossEntropy(Module):
         -------
         loss : float
         """
+        self.cache = None  # the last step's logits may go before this one's gradient
         if self.training:
             loss, dlogits = softmax_cross_entropy_fused(
                 logits, targets, self.weight, self.ignore_index

@@ -165,7 +165,10 @@ class MaxUnpool2D(Module):
                 f"indices must have the shape of x {x.shape}, got {indices.shape}"
             )
         size = self._output_size(x, output_size)
-        y = maxunpool2d_forward(x, indices, size)
+        hw = size[-2:]
+        valid = all(isinstance(n, (int, np.integer)) and n > 0 for n in hw)
+        out = self._reused(out=((*x.shape[:2], *hw), x.dtype) if valid else None)
+        y = maxunpool2d_forward(x, indices, size, **out)
         self.cache = UnpoolCache(np.asarray(indices), tuple(y.shape), x.dtype)
         return y
 
@@ -197,7 +200,8 @@ class MaxUnpool2D(Module):
             )
         if isinstance(cache.indices, CompactIndices):
             return maxunpool2d_backward_compact(dout, cache.indices)
-        return maxunpool2d_backward(dout, cache.indices)
+        dx = self._reused(dx=(cache.indices.shape, dout.dtype))
+        return maxunpool2d_backward(dout, cache.indices, **dx)
 
     def __repr__(self) -> str:
         return f"MaxUnpool2D(kernel_size={self.kernel_size}, stride={self.stride})"

@@ -184,6 +184,8 @@ class EncoderDecoder(Module):
             setattr(self, f"dec{k}", stage)
         if head is not None:
             self.classifier = head
+        # the layers reuse their arrays from step to step (layers/base.py)
+        self.reuse_buffers = True
 
     @property
     def config(self) -> dict:
@@ -261,6 +263,24 @@ class EncoderDecoder(Module):
             )
         return x
 
+    def _begin_pass(self, x: np.ndarray) -> None:
+        """Tell the buffer pool a pass on ``x`` starts (a new shape: new buffers).
+
+        Layers attached after construction (Bayesian SegNet's dropout) join
+        the model's pool here.
+        """
+        pool = self._buffer_pool
+        if pool is not None:
+            pool.begin((x.shape, x.dtype))
+            for module in self.modules():
+                module._buffer_pool = pool
+
+    def _hand_over(self, array):
+        """``array``, no longer kept by the buffer pool: the caller's own."""
+        if array is not None and self._buffer_pool is not None:
+            self._buffer_pool.hand_over(array)
+        return array
+
     def encode(
         self, x: np.ndarray, keep_cache: bool = True, compact: bool | None = None
     ) -> tuple[np.ndarray, list[Record]]:
@@ -281,6 +301,7 @@ class EncoderDecoder(Module):
             One per encoder stage, ``enc1`` first (:mod:`npsegnet.models.records`).
         """
         x = self._check_input(x)
+        self._begin_pass(x)
         records = []
         for stage in self.encoders:
             x, record = stage.forward(x, compact=_compact(stage, keep_cache, compact))
@@ -314,7 +335,7 @@ class EncoderDecoder(Module):
             x = self.head.forward(x)
             if not keep_cache:
                 self.head.clear_cache()
-        return x
+        return self._hand_over(x)
 
     def forward(
         self, x: np.ndarray, keep_cache: bool = True, compact: bool | None = None
@@ -401,17 +422,19 @@ class EncoderDecoder(Module):
         drecords = {}
         for k in range(1, self.num_stages + 1):  # dec1 first: backward order
             stage = getattr(self, f"dec{k}")
-            d, drecords[k] = stage.backward(d, return_record_grad=True)
+            d, drecords[k] = stage.backward(
+                d, return_record_grad=True, free_caches=not retain_cache
+            )
             if not retain_cache:
                 stage.clear_cache()
         for k in range(self.num_stages, 0, -1):
             stage = getattr(self, f"enc{k}")
-            d = stage.backward(d, drecords.pop(k))
+            d = stage.backward(d, drecords.pop(k), free_caches=not retain_cache)
             if not retain_cache:
                 stage.clear_cache()
         if not retain_cache:
             self.cache = None
-        return d
+        return self._hand_over(d)
 
     # -- what the decoder keeps ---------------------------------------------
     def decoder_storage(self, input_size, compact: bool | None = None) -> dict:
@@ -522,6 +545,7 @@ class EncoderDecoder(Module):
         PrefixState
         """
         x = self._check_input(x)
+        self._begin_pass(x)
         steps, records = self._steps(), []
         for step in steps:
             if self._is_stochastic(step):
@@ -550,7 +574,7 @@ class EncoderDecoder(Module):
         for step in steps[start:]:
             x = self._run_step(step, x, records, state.compact)
         self.cache = None
-        return x
+        return self._hand_over(x)
 
     # -- weights files ------------------------------------------------------
     def save(self, path, metadata: dict | None = None):

@@ -102,8 +102,9 @@ UP_SAMPLERS: dict[type, UpSampling] = {
 }
 
 
-def _add_maps(x, record):
-    """``x + record.maps``, checking the record holds maps of ``x``'s shape."""
+def _add_maps(x, record, out=None):
+    """``x + record.maps`` (into ``out`` if given), checking the record holds
+    maps of ``x``'s shape."""
     maps = getattr(record, "maps", None)
     if maps is None or getattr(record, "kind", None) not in MAP_KINDS:
         raise TypeError(
@@ -117,18 +118,22 @@ def _add_maps(x, record):
             f"the decoder stage made {tuple(x.shape)}; give its skip layers or "
             "its up-sampler the decoder's channels"
         )
-    return x + maps
+    # x + maps also serves the PyTorch twin (torch_bridge), whose maps are tensors
+    return x + maps if out is None else np.add(x, maps, out=out)
 
 
 #: How a decoder stage merges the mirrored encoder's maps into its output:
-#: ``merge -> function(x, record) -> x``. Backward: the sum's gradient goes to
+#: ``merge -> function(x, record, out=None) -> x``. Backward: the sum's gradient goes to
 #: both terms unchanged.
 MERGES = {"add": _add_maps}
 
 
-def merged(merge, x, record):
-    """``x`` merged with ``record`` as ``merge`` says (``None``: ``x``)."""
-    return x if merge is None else MERGES[merge](x, record)
+def merged(merge, x, record, out=None):
+    """``x`` merged with ``record`` as ``merge`` says (``None``: ``x``).
+
+    ``out``: where to write the merged map (a new array by default).
+    """
+    return x if merge is None else MERGES[merge](x, record, out=out)
 
 
 def up_sampling(layer) -> UpSampling:
@@ -186,10 +191,19 @@ class Stage(Module):
             x = getattr(self, name).forward(x)
         return x
 
-    def _run_back(self, names, dout):
+    def _run_back(self, names, dout, free_caches=False):
         for name in reversed(names):
-            dout = getattr(self, name).backward(dout)
+            dout = self._back(getattr(self, name), dout, free_caches)
         return dout
+
+    @staticmethod
+    def _back(layer, dout, free_caches):
+        """``layer.backward(dout)``; then drop its cache if ``free_caches``
+        (its saved maps can then serve the next layer's gradient)."""
+        dx = layer.backward(dout)
+        if free_caches:
+            layer.clear_cache()
+        return dx
 
     def parts(self) -> list[tuple[str, Module, str]]:
         """``(name, layer, role)`` in data-flow order; role is ``"layer"``,
@@ -322,7 +336,12 @@ class EncoderStage(Stage):
         """The ``after`` layers on the pooled map (the rest of :meth:`forward`)."""
         return self._run(self.after, y)
 
-    def backward(self, dout: np.ndarray, drecord: np.ndarray | None = None):
+    def backward(
+        self,
+        dout: np.ndarray,
+        drecord: np.ndarray | None = None,
+        free_caches: bool = False,
+    ):
         """Gradient of the stage's input given that of its output.
 
         Parameters
@@ -333,11 +352,17 @@ class EncoderStage(Stage):
             Gradient of the kept maps, from a decoder stage that added them
             (``DecoderStage.backward(..., return_record_grad=True)``); it
             flows back through the ``skip`` layers to the pre-pool maps.
+        free_caches : bool
+            Drop each layer's cache as soon as its backward is done (a
+            model's training step, which lowers its peak memory).
         """
-        dout = self.down_sampler.backward(self._run_back(self.after, dout))
+        free = free_caches
+        dout = self._run_back(self.after, dout, free)
+        dout = self._back(self.down_sampler, dout, free)
         if drecord is not None:
-            dout = dout + self._run_back(self.skip, drecord)
-        return self._run_back(self.order, dout)
+            # dout is the down-sampler's own new gradient: add in place
+            np.add(dout, self._run_back(self.skip, drecord, free), out=dout)
+        return self._run_back(self.order, dout, free)
 
 
 class DecoderStage(Stage):
@@ -424,19 +449,28 @@ class DecoderStage(Stage):
             :class:`FeatureMaps`).
         """
         x = self._run(self.before, x)
-        x = self._up_sampling(self.up_sampler, x, record)
-        return merged(self.merge, self._run(self.order, x), record)
+        x = self._run(self.order, self._up_sampling(self.up_sampler, x, record))
+        if self.merge is None:
+            return x
+        return merged(self.merge, x, record, **self._reused(out=(x.shape, x.dtype)))
 
-    def backward(self, dout: np.ndarray, return_record_grad: bool = False):
+    def backward(
+        self,
+        dout: np.ndarray,
+        return_record_grad: bool = False,
+        free_caches: bool = False,
+    ):
         """Gradient of the stage's (down-sampled-size) input.
 
         With ``return_record_grad``, return ``(dx, drecord)``: ``drecord``
         is the gradient of the record's maps when the stage added them
-        (``merge="add"``: ``dout`` itself), else ``None``.
+        (``merge="add"``: ``dout`` itself), else ``None``. ``free_caches``:
+        as in :meth:`EncoderStage.backward`.
         """
         drecord = dout if self.merge == "add" else None
-        dx = self.up_sampler.backward(self._run_back(self.order, dout))
-        dx = self._run_back(self.before, dx)
+        dx = self._run_back(self.order, dout, free_caches)
+        dx = self._back(self.up_sampler, dx, free_caches)
+        dx = self._run_back(self.before, dx, free_caches)
         return (dx, drecord) if return_record_grad else dx
 
 

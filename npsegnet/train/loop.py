@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import keep_freed_memory, set_threads
+from ..config import set_threads
 from ..data import make_dataset, make_transform
 from ..inference import evaluate_model, format_metrics
 from .bn import recompute_bn_statistics
@@ -407,7 +407,6 @@ def train(config: TrainConfig | None = None, callback=None, log=print) -> list[d
         checkpoint is written.
     """
     cfg = TrainConfig() if config is None else config
-    keep_freed_memory()
     previous_threads = set_threads(cfg.threads)
     out = cfg.resolved_out()
     created = not out.exists()
