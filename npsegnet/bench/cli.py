@@ -46,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "and model row (memory figures are then not isolated)",
     )
     parser.add_argument(
+        "--mallopt",
+        action="store_true",
+        help="apply glibc's mallopt (freed memory stays mapped; "
+        "npsegnet.config.keep_freed_memory) in every measuring process, for "
+        "both frameworks; off by default, and recorded in the report",
+    )
+    parser.add_argument(
         "--tiny",
         action="store_true",
         help="toy shapes, one run each, in-process (for the tests)",
@@ -55,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _command_line(args: argparse.Namespace) -> str:
     """The ``npsegnet bench`` command that reproduces ``args``."""
     words = ["npsegnet", "bench"]
-    for flag in ("quick", "tiny", "no_torch", "in_process"):
+    for flag in ("quick", "tiny", "no_torch", "in_process", "mallopt"):
         if getattr(args, flag, False):
             words.append("--" + flag.replace("_", "-"))
     for opt in ("threads", "repeat", "model_repeat", "warmup", "only", "json"):
@@ -81,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             only=args.only,
             use_torch=not args.no_torch,
             in_process=args.in_process or args.tiny,
+            mallopt=getattr(args, "mallopt", False),
         )
     except ValueError as exc:
         raise SystemExit(f"npsegnet bench: {exc}") from None

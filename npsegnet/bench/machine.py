@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import sys
 
 
@@ -204,17 +203,31 @@ def software_info() -> dict:
     import npsegnet
 
     info["npsegnet"] = npsegnet.__version__
+    info["threadpools"] = threadpools()
     return info
 
 
+def threadpools() -> list[dict]:
+    """threadpoolctl's view of this process's BLAS and OpenMP libraries
+    (``architecture`` is OpenBLAS's kernel); empty without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keys = ("user_api", "internal_api", "prefix", "version", "num_threads")
+    keys += ("threading_layer", "architecture")
+    return [{k: pool.get(k) for k in keys if k in pool} for pool in threadpool_info()]
+
+
 def torch_info(torch) -> dict:
-    """PyTorch's version and the BLAS it was built with."""
-    config = torch.__config__.show()
-    blas = re.search(r"BLAS_INFO=(\w+)", config)
-    mkl = re.search(r"Math Kernel Library Version ([^\n]+)", config)
-    return {
-        "torch": torch.__version__,
-        "blas": blas.group(1) if blas else None,
-        "mkl": mkl.group(1).strip() if mkl else None,
-        "mkldnn": bool(torch.backends.mkldnn.is_available()),
-    }
+    """PyTorch's version, its BLAS, oneDNN and the kernel level it runs."""
+    from .settings import torch_blas
+
+    info = {"torch": torch.__version__, **torch_blas(torch.__config__.show())}
+    info["mkldnn"] = bool(torch.backends.mkldnn.is_available())
+    try:  # the level ATen dispatches to on this CPU (AVX2, AVX512, ...)
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:
+        pass
+    info["threadpools"] = threadpools()
+    return info

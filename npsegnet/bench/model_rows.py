@@ -126,13 +126,11 @@ def measure_model(framework: str, spec: RowSpec, warmup: int, repeat: int) -> di
     torch = _import_torch() if framework == "pytorch" else None
     rng = np.random.default_rng(0)
     small = (1, 3, 32, 32)
+    # no process-wide setting here: --mallopt applies glibc's to both
+    # frameworks alike, before any task runs (worker._execute)
     if framework == "pytorch":
         warm = _torch_step(torch, model_name, mode, small, rng, small=True)
     else:
-        from npsegnet.config import keep_freed_memory
-
-        # as npsegnet.train.train does: freed activations stay mapped
-        keep_freed_memory()
         warm = _npsegnet_step(model_name, mode, small, rng, small=True)
     warm()
     del warm

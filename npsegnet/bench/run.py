@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from dataclasses import asdict
@@ -12,8 +13,10 @@ from .machine import (
     _restore_thread_counts,
     _thread_counts,
     machine_info,
+    thread_env,
 )
 from .rows import SIZES, build_rows, select_rows
+from .settings import blas_warnings, numpy_blas, process_settings
 from .startup import measure_startup
 from .timing import _fmt_time, _log
 from .worker import _run_task
@@ -33,6 +36,7 @@ def run_benchmark(
     use_torch: bool = True,
     in_process: bool = False,
     cold_start: bool | None = None,
+    mallopt: bool = False,
 ) -> dict:
     """Measure every selected row for npsegnet (and PyTorch); return the report.
 
@@ -58,6 +62,11 @@ def run_benchmark(
         time.
     cold_start : bool, optional
         Include the cold time-to-first-result row (default: full size only).
+    mallopt : bool
+        Apply glibc's ``mallopt`` setting of
+        :func:`npsegnet.config.keep_freed_memory` in every measuring process,
+        for both frameworks (default: in none). In-process, it is applied to
+        this process and stays.
 
     Returns
     -------
@@ -97,7 +106,7 @@ def run_benchmark(
     try:
         return _run_benchmark(
             size, threads, repeat, model_repeat, warmup, only, specs, frameworks,
-            notes, in_process, use_torch,
+            notes, in_process, use_torch, bool(mallopt),
         )  # fmt: skip
     finally:
         if saved is not None:  # leave the caller's pools as they were
@@ -106,12 +115,12 @@ def run_benchmark(
 
 def _run_benchmark(
     size, threads, repeat, model_repeat, warmup, only, specs, frameworks, notes,
-    in_process, use_torch,
+    in_process, use_torch, mallopt,
 ) -> dict:  # fmt: skip
     sz = SIZES[size]
     started = time.time()
     load_start = _loadavg()
-    base = {"threads": threads, "warmup": warmup}
+    base = {"threads": threads, "warmup": warmup, "mallopt": mallopt}
     probe_task = {
         **base,
         "kind": "probe",
@@ -182,6 +191,11 @@ def _run_benchmark(
         software["numba_threading_layer"] = threading_layer
     if torch_probe and "software" in torch_probe:
         software["pytorch"] = torch_probe["software"]
+    # the environment the measuring processes saw (children get thread_env)
+    env = dict(os.environ) if in_process else {**os.environ, **thread_env(threads)}
+    machine = machine_info()
+    core = (numpy_blas(software.get("threadpools")) or {}).get("kernel")
+    core = core or software.get("blas", {}).get("core")
     report = {
         "schema": SCHEMA,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)),
@@ -195,9 +209,12 @@ def _run_benchmark(
             "only": only,
             "pytorch": use_torch,
             "in_process": in_process,
+            "mallopt": mallopt,
         },
+        "process": process_settings(env, threads, mallopt),
+        "warnings": blas_warnings(env, machine.get("simd"), core),
         "machine": {
-            **machine_info(),
+            **machine,
             "loadavg_start": load_start,
             "loadavg_end": _loadavg(),
         },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .settings import describe_blas, describe_process
 from .timing import _fmt_time
 
 
@@ -68,6 +69,10 @@ def format_report(report: dict) -> str:
         f", torch {pt.get('torch', 'absent')}"
         + (f" ({pt.get('blas')})" if pt.get("blas") else "")
     )
+    if "process" in report:
+        out.append(describe_process(report["process"]))
+    out += describe_blas(sw)
+    out += [f"WARNING: {w}" for w in report.get("warnings", [])]
     p = report["probes"]
     if p.get("sgemm_gflops"):
         n = p["sgemm"][0]["n"]

@@ -28,6 +28,11 @@ def _execute(task: dict) -> dict:
     framework = task.get("framework", "npsegnet")
     if kind == "startup":  # first, before anything is imported
         return _startup_main(framework, tuple(task["shape"]), task["threads"])
+    if task.get("mallopt"):
+        # --mallopt: the same process-wide allocator setting for either framework
+        from npsegnet.config import keep_freed_memory
+
+        keep_freed_memory()
     if framework == "npsegnet" and kind != "torch_probe":
         import numba  # noqa: F401  (so that set_threads sizes its pool)
 
