@@ -267,3 +267,23 @@ def test_kernels_check_their_out_arrays(rng):
         relu_forward(x, out=np.empty(x.shape, np.float64))
     with pytest.raises(ValueError, match="contiguous"):
         relu_forward(x, out=np.empty((2, 3, 4, 10), np.float32)[..., ::2])
+
+
+def test_inference_borrows_from_the_pool_but_never_grows_it():
+    model = build_model("segnet-basic", num_classes=NUM_CLASSES, channels=8)
+    pool = model._buffer_pool
+    x = np.random.default_rng(3).standard_normal((1, 3, 32, 48), np.float32)
+    model.eval()
+    model.forward(x, keep_cache=False)
+    assert len(pool) == 0  # a model that only predicts keeps nothing
+    model.train()
+    model.backward(np.ones_like(model.forward(x)))
+    kept = len(pool)
+    assert kept > 0
+    model.eval()
+    fresh = copy.deepcopy(model)
+    fresh.reuse_buffers = False
+    expected = fresh.forward(x, keep_cache=False)
+    np.testing.assert_array_equal(model.forward(x, keep_cache=False), expected)
+    model.forward(np.zeros((2, 3, 16, 16), np.float32), keep_cache=False)
+    assert len(pool) == kept  # borrowed what was free; another size kept nothing

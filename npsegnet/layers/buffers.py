@@ -19,7 +19,10 @@ the step frees them, as a caching allocator (PyTorch's) reuses freed blocks.
 The pool keeps what it allocated until :meth:`BufferPool.release` (the
 model's ``release_buffers()``), or until the model's input changes shape or
 dtype (:meth:`BufferPool.begin`): a new shape gets new buffers, sized on
-first use.
+first use. An inference pass (``forward(x, keep_cache=False)``) does not grow
+the pool: it reuses what training left free and allocates the rest as
+``np.empty`` does, so a model that only predicts needs no more memory than
+without a pool.
 """
 
 from __future__ import annotations
@@ -65,11 +68,13 @@ class BufferPool:
     def __init__(self):
         self._arrays: dict[tuple, list[np.ndarray]] = {}
         self._key = None
+        self._grow = True
 
     def empty(self, shape, dtype) -> np.ndarray:
         """An array of ``shape`` and ``dtype`` (contents undefined), as ``np.empty``.
 
-        A pooled array nothing else refers to, or a new one that the pool keeps.
+        A pooled array nothing else refers to, or a new one, which the pool
+        keeps unless the pass said not to grow (:meth:`begin`).
         """
         shape = tuple(int(n) for n in shape)
         dtype = np.dtype(dtype)
@@ -78,7 +83,8 @@ class BufferPool:
             if count <= _UNUSED:
                 return array
         array = np.empty(shape, dtype)
-        kept.append(array)
+        if self._grow:
+            kept.append(array)
         return array
 
     def hand_over(self, array: np.ndarray) -> None:
@@ -96,13 +102,16 @@ class BufferPool:
                     del kept[i]
                     return
 
-    def begin(self, key) -> None:
+    def begin(self, key, grow: bool = True) -> None:
         """Start a pass on an input described by ``key`` (shape and dtype).
 
-        A key other than the last one releases the pool: the buffers of one
-        input size are no use for another.
+        With ``grow`` (a training pass), a key other than the last one
+        releases the pool: the buffers of one input size are no use for
+        another. Without (inference), the pool is left as it is and lends
+        only what it has free.
         """
-        if key != self._key:
+        self._grow = bool(grow)
+        if grow and key != self._key:
             self.release()
             self._key = key
 

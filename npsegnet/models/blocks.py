@@ -263,15 +263,16 @@ class EncoderDecoder(Module):
             )
         return x
 
-    def _begin_pass(self, x: np.ndarray) -> None:
-        """Tell the buffer pool a pass on ``x`` starts (a new shape: new buffers).
+    def _begin_pass(self, x: np.ndarray, training_pass: bool) -> None:
+        """Tell the buffer pool a pass on ``x`` starts.
 
-        Layers attached after construction (Bayesian SegNet's dropout) join
-        the model's pool here.
+        A training pass (saved maps kept) on a new shape gets new buffers; an
+        inference pass borrows free ones but keeps none. Layers attached after
+        construction (Bayesian SegNet's dropout) join the model's pool here.
         """
         pool = self._buffer_pool
         if pool is not None:
-            pool.begin((x.shape, x.dtype))
+            pool.begin((x.shape, x.dtype), grow=training_pass)
             for module in self.modules():
                 module._buffer_pool = pool
 
@@ -301,7 +302,7 @@ class EncoderDecoder(Module):
             One per encoder stage, ``enc1`` first (:mod:`npsegnet.models.records`).
         """
         x = self._check_input(x)
-        self._begin_pass(x)
+        self._begin_pass(x, keep_cache)
         records = []
         for stage in self.encoders:
             x, record = stage.forward(x, compact=_compact(stage, keep_cache, compact))
@@ -545,7 +546,7 @@ class EncoderDecoder(Module):
         PrefixState
         """
         x = self._check_input(x)
-        self._begin_pass(x)
+        self._begin_pass(x, False)
         steps, records = self._steps(), []
         for step in steps:
             if self._is_stochastic(step):
