@@ -157,13 +157,18 @@ def test_report_header_states_settings_and_warnings():
 
 @pytest.fixture
 def mallopt_calls(monkeypatch):
+    """Counts the calls of keep_freed_memory (never applied here); leaves the
+    thread pools as it found them (in-process tasks resize them)."""
     import npsegnet.config
+    from npsegnet.bench.machine import _restore_thread_counts, _thread_counts
 
     calls = []
     monkeypatch.setattr(
         npsegnet.config, "keep_freed_memory", lambda: calls.append(1) or True
     )
-    return calls
+    saved = _thread_counts()
+    yield calls
+    _restore_thread_counts(saved)
 
 
 PROBE = {"kind": "probe", "threads": 1, "warmup": 0, "sgemm_n": 8, "copy_mb": 1}
