@@ -15,8 +15,12 @@ then measures, in this process and one model at a time:
   run writes after recomputing the batch-norm statistics);
 * parameters, and the bytes the decoder keeps from the encoder for one
   360x480 image (``model.decoder_storage``, measured from the arrays);
-* inference time per 360x480 image (batch 1, median of ``--repeat``);
-* training time (wall clock of the run, and images per second).
+* inference time per 360x480 image (batch 1, median of ``--repeat``) and
+  the time of one training step at the training resolution (batch 4), both
+  measured after all runs, one model at a time, so that they do not depend
+  on what else the machine did while a row trained;
+* the wall clock of each run (recorded, but only comparable on a quiet
+  machine).
 
 A model whose run folder already holds ``metrics.json`` is not trained again
 (a stopped script continues where it was). Results go to
@@ -107,23 +111,55 @@ def train(model, args) -> dict:
     return timing
 
 
+def _median_seconds(fn, repeat) -> float:
+    fn()  # compile, size the buffers
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def measure(model_name, args) -> dict:
-    """Parameters, decoder storage and inference time of a trained row."""
+    """Parameters, decoder storage, inference and training-step time of a row.
+
+    Times are medians of ``args.repeat`` runs, one model at a time in this
+    process, so that they compare the models and not the load the machine
+    had while each one trained: inference on one 360x480 image, and one SGD
+    step (forward, weighted loss, backward, update) on a batch of 4 at the
+    training resolution, from which an epoch of 367 images is estimated.
+    """
+    import npsegnet.layers as L
     from npsegnet.inference import load_for_inference
+    from npsegnet.optim import SGD
 
     model, _ = load_for_inference(args.runs / model_name / "latest.npz")
-    x = np.random.default_rng(0).standard_normal((1, 3, 360, 480), dtype=np.float32)
-    model.forward(x, keep_cache=False)  # compile and size the workspaces
-    times = []
-    for _ in range(args.repeat):
-        t0 = time.perf_counter()
-        model.forward(x, keep_cache=False)
-        times.append(time.perf_counter() - t0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 3, 360, 480), dtype=np.float32)
+    infer_s = _median_seconds(lambda: model.forward(x, keep_cache=False), args.repeat)
     storage = model.decoder_storage((360, 480))
+
+    h, w = round(360 * args.scale), round(480 * args.scale)
+    xb = rng.standard_normal((4, 3, h, w), dtype=np.float32)
+    yb = rng.integers(0, 12, size=(4, h, w))
+    loss = L.SoftmaxCrossEntropy(ignore_index=11)
+    model.train()
+    opt = SGD(model.params, model.grads, lr=1e-4, momentum=0.9, weight_decay=5e-4)
+
+    def step():
+        model.zero_grad()
+        loss.forward(model.forward(xb), yb)
+        model.backward(loss.backward())
+        opt.step()
+
+    step_s = _median_seconds(step, args.repeat)
     return {
         "parameters": int(sum(p.size for p in model.params.values())),
         "decoder_storage_bytes": int(storage["total"]),
-        "inference_seconds": statistics.median(times),
+        "inference_seconds": infer_s,
+        "train_step_seconds": step_s,
+        "epoch_seconds_estimate": step_s * -(-367 // 4),
     }
 
 
@@ -158,7 +194,7 @@ def predictions(args) -> None:
 def markdown(rows) -> str:
     head = (
         "| model | params (M) | decoder storage at 360×480 (MB) | × SegNet-Basic | "
-        "G | C | mIoU | BF | inference s/image | training min | "
+        "G | C | mIoU | BF | inference s/image | training s/epoch | "
         "paper: params, ×, G / C / mIoU / BF |\n|" + "---|" * 11
     )
     segnet = next(r for r in rows if r["model"] == "segnet-basic")
@@ -167,13 +203,12 @@ def markdown(rows) -> str:
     for r in rows:
         v = {k: 100 * r["val"][k] for k in METRICS}
         p = PAPER[r["model"]]
-        minutes = r["training"]["wall_seconds"] / 60
         lines.append(
             f"| `{r['model']}` | {r['parameters'] / 1e6:.3f} "
             f"| {r['decoder_storage_bytes'] / 1e6:.2f} "
             f"| {r['decoder_storage_bytes'] / base:.1f} "
             + "".join(f"| {v[k]:.1f} " for k in METRICS)
-            + f"| {r['inference_seconds']:.2f} | {minutes:.0f} "
+            + f"| {r['inference_seconds']:.2f} | {r['epoch_seconds_estimate']:.0f} "
             + f"| {p[0]}M, ×{p[1]}, {p[2]} / {p[3]} / {p[4]} / {p[5]} |"
         )
     return "\n".join(lines)
