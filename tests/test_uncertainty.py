@@ -163,3 +163,73 @@ def test_uncertainty_figures(rng):
     assert len(fig.axes[0].lines) == 6
     with pytest.raises(ValueError, match="labels must have shape"):
         viz.plot_uncertainty(image, res.labels[0][:4], res.entropy[0])
+
+
+def test_uncertainty_maps_figure(rng):
+    from npsegnet import viz
+
+    images = rng.random((2, 3, 8, 10))
+    targets = rng.integers(0, 3, size=(2, 8, 10))
+    targets[0, 0, :5] = 3  # unlabelled
+    labels = targets.copy()
+    labels[0, 1, :4] = (targets[0, 1, :4] + 1) % 3  # 4 wrong pixels of 75 labelled
+    labels[0, 0, :5] = 0  # a prediction on unlabelled pixels is never wrong
+    entropy, variance = rng.random((2, 2, 8, 10))
+    fig = viz.plot_uncertainty_maps(
+        images, targets, labels, entropy, variance, ignore_index=3,
+        row_titles=["a", "b"],
+    )  # fmt: skip
+    assert len(fig.axes) == 2 * 6 + 2  # six panels a row and two colour bars
+    first = fig.axes[:6]
+    assert [ax.get_title() for ax in first[:5]] == [
+        "image", "ground truth", "MC prediction", "entropy (nats)", "variance"
+    ]  # fmt: skip
+    assert first[5].get_title() == "wrong pixels: 5.3 %"
+    assert fig.axes[6 + 5].get_title() == "wrong: 0.0 %"
+    errors = first[5].images[0].get_array()
+    assert errors[0, 0] == 0.5 and errors[1, 0] == 1.0 and errors[2, 0] == 0.0
+    # entropy and variance: one colour scale per column, shared by the rows
+    for j, a in ((3, entropy), (4, variance)):
+        assert fig.axes[j].images[0].get_clim() == (0, a.max())
+        assert fig.axes[6 + j].images[0].get_clim() == (0, a.max())
+    assert first[0].get_ylabel() == "a"
+    with pytest.raises(ValueError, match="variance must have shape"):
+        viz.plot_uncertainty_maps(images, targets, labels, entropy, variance[:, :4])
+    with pytest.raises(ValueError, match="row_titles"):
+        viz.plot_uncertainty_maps(
+            images, targets, labels, entropy, variance, row_titles=["a"]
+        )
+
+
+def test_uncertainty_by_class_figure():
+    from npsegnet import viz
+
+    inside = np.array([0.1, np.nan, 0.3])
+    edge = np.array([0.5, np.nan, np.nan])
+    fig = viz.plot_uncertainty_by_class(["a", "b", "c"], inside, edge)
+    (ax,) = fig.axes
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == pytest.approx([0.1, 0.0, 0.3, 0.5, 0.0, 0.0])
+    assert [t.get_text() for t in ax.texts] == ["absent"]  # class b only
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="one value per class"):
+        viz.plot_uncertainty_by_class(["a", "b"], inside, edge)
+
+
+def test_mc_samples_figure(rng):
+    from npsegnet import viz
+
+    image = rng.random((3, 6, 8))
+    labels = rng.integers(0, 3, size=(6, 8))
+    samples = np.stack([labels] * 5)
+    samples[1, :3] = (labels[:3] + 1) % 3  # sample 2 differs on half the pixels
+    entropy = rng.random((6, 8))
+    fig = viz.plot_mc_samples(image, samples, labels, entropy, max_samples=3)
+    assert len(fig.axes) == 1 + 3 + 2 + 1  # image, 3 samples, MC, entropy, bar
+    titles = [ax.get_title() for ax in fig.axes[:6]]
+    assert titles[1:3] == ["sample 1: 0 % differ", "sample 2: 50 % differ"]
+    assert titles[4:] == ["MC prediction, T = 5", "entropy (nats)"]
+    with pytest.raises(ValueError, match="entropy must have maps of shape"):
+        viz.plot_mc_samples(image, samples, labels, entropy[:3])
+    with pytest.raises(ValueError, match="max_samples"):
+        viz.plot_mc_samples(image, samples, labels, entropy, max_samples=0)

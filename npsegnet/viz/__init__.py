@@ -26,7 +26,9 @@ One module per topic
 :mod:`~npsegnet.viz.files`
     :func:`save_figure`.
 :mod:`~npsegnet.viz.uncertainty`
-    :func:`plot_uncertainty`, :func:`plot_reliability`,
+    :func:`plot_uncertainty`, :func:`plot_mc_samples`,
+    :func:`plot_uncertainty_maps`, :func:`plot_uncertainty_by_class`,
+    :func:`plot_reliability`,
     :func:`plot_accuracy_vs_samples` (Monte-Carlo dropout).
 
 Label maps are ``(H, W)`` integer arrays; a label ``k`` is drawn in
@@ -40,7 +42,14 @@ from .gradcheck import plot_gradcheck
 from .pooling import plot_pooling_indices, plot_unpooled_and_convolved
 from .predictions import plot_predictions
 from .scores import plot_confusion_matrix, plot_per_class_iou
-from .uncertainty import plot_accuracy_vs_samples, plot_reliability, plot_uncertainty
+from .uncertainty import (
+    plot_accuracy_vs_samples,
+    plot_mc_samples,
+    plot_reliability,
+    plot_uncertainty,
+    plot_uncertainty_by_class,
+    plot_uncertainty_maps,
+)
 
 __all__ = [
     "CAMVID_PALETTE",
@@ -55,7 +64,10 @@ __all__ = [
     "plot_training_curves",
     "plot_unpooled_and_convolved",
     "plot_accuracy_vs_samples",
+    "plot_mc_samples",
     "plot_reliability",
     "plot_uncertainty",
+    "plot_uncertainty_by_class",
+    "plot_uncertainty_maps",
     "save_figure",
 ]
