@@ -1,0 +1,222 @@
+"""Bayesian SegNet-Basic on CamVid: train it, then MC dropout against weight averaging.
+
+Usage::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bayesian.py \\
+        --data ../shared/camvid --init-weights runs/sb_full/latest.npz \\
+        [--scale 1.0] [--epochs 5] [--lr 0.01]
+
+1. **Train** ``bayesian-segnet-basic`` (dropout p = 0.5 after encoders 3, 4
+   and before decoders 4, 3) with ``npsegnet train``, starting from the given
+   weights (a SegNet-Basic run: same parameter names, dropout has none).
+   A run folder that holds ``metrics.json`` is not trained again; one that
+   holds a checkpoint continues with ``--resume``.
+2. **Score** it on val, one image at a time: weight averaging (one pass,
+   dropout off, the default of ``evaluate``) and Monte-Carlo dropout, whose
+   running mean over ``max(--samples)`` seeded samples is scored after each
+   ``T`` of ``--samples`` (G, C, mIoU; BF and the uncertainty measures at the
+   ``T`` of ``--uncertainty-at``): AUROC of entropy and of the class-averaged
+   variance as detectors of wrong pixels, expected calibration error and the
+   reliability bins (:class:`npsegnet.uncertainty.UncertaintyMetrics`). The
+   weight-averaged pass is given the same measures with its own softmax
+   entropy (its variance is 0).
+3. **Time** one image for each ``T`` of ``--time-samples`` with
+   :func:`npsegnet.uncertainty.mc_dropout` (median of ``--repeat``), against
+   one weight-averaged pass.
+
+Writes ``docs/data/bayesian.json`` and prints a summary. Sampling ``T = 50``
+over the 101 val images at 360x480 is about an hour on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+METRICS = ("global_accuracy", "class_average_accuracy", "mean_iou", "boundary_f1")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(sorted({int(v) for v in text.split(",")}))
+    except ValueError:
+        msg = f"expected ints like 1,2,5, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not values or values[0] < 1:
+        raise argparse.ArgumentTypeError(f"sample counts must be >= 1, got {text!r}")
+    return values
+
+
+def train_command(args) -> list[str]:
+    return [
+        sys.executable, "-m", "npsegnet", "train",
+        "--model", "bayesian-segnet-basic",
+        "--dropout", str(args.dropout),
+        "--data", str(args.data),
+        "--scale", str(args.scale),
+        "--flip",
+        "--lr", str(args.lr),
+        "--lr-schedule", "poly",
+        "--epochs", str(args.epochs),
+        "--val-every", str(args.epochs),
+        "--seed", "0",
+        "--no-progress",
+        "--threads", str(args.threads),
+        "--init-weights", str(args.init_weights),
+        "--out", str(args.out),
+    ]  # fmt: skip
+
+
+def train(args) -> float | None:
+    """Train unless the run is complete; the wall clock of this call's run."""
+    if (args.out / "metrics.json").exists():
+        return None
+    cmd = train_command(args)
+    if (args.out / "latest.npz").exists():
+        cmd.append("--resume")
+    print("$", " ".join(cmd[2:]), flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - t0
+
+
+def score(model, transform, data, args) -> dict:
+    """Weight averaging and MC dropout after each T, over ``data``."""
+    from npsegnet.metrics import SegmentationMetrics
+    from npsegnet.uncertainty import (
+        MCResult,
+        UncertaintyMetrics,
+        iter_samples,
+        predictive_entropy,
+        softmax,
+    )
+
+    K, ignore = data.num_classes, data.ignore_index
+    Ts = args.samples
+    at = set(args.uncertainty_at) & set(Ts)
+    mc = {t: SegmentationMetrics(K, ignore, boundary=t in at) for t in Ts}
+    unc = {t: UncertaintyMetrics(K, ignore) for t in sorted(at)}
+    wa = SegmentationMetrics(K, ignore)
+    wa_unc = UncertaintyMetrics(K, ignore)
+    for i in range(len(data)):
+        image, label = data[i]
+        x = transform(image[None]).astype(model.dtype, copy=False)
+        y = label[None]
+        model.eval()
+        p = softmax(model.forward(x, keep_cache=False).astype(np.float64))
+        labels = p.argmax(axis=1)
+        wa.update(labels, y)
+        wa_unc.update(
+            MCResult(p, np.zeros_like(p), predictive_entropy(p), labels, 1), y
+        )
+        total = squares = None
+        done = 0
+        for chunk in iter_samples(model, x, Ts[-1], seed=(args.seed, i)):
+            for s in chunk:
+                total = s.copy() if total is None else total + s
+                squares = s * s if squares is None else squares + s * s
+                done += 1
+                if done in mc:
+                    mean = total / done
+                    labels = mean.argmax(axis=1)
+                    mc[done].update(labels, y)
+                    if done in unc:
+                        variance = np.maximum(squares / done - mean * mean, 0.0)
+                        result = MCResult(
+                            mean, variance, predictive_entropy(mean), labels, done
+                        )
+                        unc[done].update(result, y)
+        if (i + 1) % 10 == 0:
+            print(f"scored {i + 1}/{len(data)} images", flush=True)
+    return {
+        "weight_averaging": {**wa.compute(), "uncertainty": wa_unc.compute()},
+        "mc": {
+            str(t): {
+                **mc[t].compute(),
+                **({"uncertainty": unc[t].compute()} if t in unc else {}),
+            }
+            for t in Ts
+        },
+    }
+
+
+def timing(model, transform, data, args) -> dict:
+    """Seconds per image: one weight-averaged pass, and MC for each T."""
+    from npsegnet.uncertainty import mc_dropout
+
+    image, _ = data[0]
+    x = transform(image[None]).astype(model.dtype, copy=False)
+
+    def median(fn):
+        fn()  # compile, size the buffers
+        times = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    model.eval()
+    out = {"weight_averaging": median(lambda: model.forward(x, keep_cache=False))}
+    for t in args.time_samples:
+        out[str(t)] = median(lambda t=t: mc_dropout(model, x, t, seed=0))
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "camvid")
+    parser.add_argument("--init-weights", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bayesian")
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--dropout", type=float, default=0.5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--samples", type=_ints, default=_ints("1,2,3,4,5,6,8,10,15,20,30,40,50")
+    )
+    parser.add_argument("--uncertainty-at", type=_ints, default=_ints("10,50"))
+    parser.add_argument("--time-samples", type=_ints, default=_ints("1,2,5,10,20,50"))
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    if not args.init_weights.is_file():
+        parser.error(f"--init-weights: no such file {args.init_weights}")
+
+    from npsegnet.data import CamVid, make_transform
+    from npsegnet.inference import load_for_inference, resolve_normalization
+
+    wall = train(args)
+    model, config = load_for_inference(args.out / "latest.npz")
+    transform = make_transform(resolve_normalization(config, None))
+    data = CamVid(args.data, split="val", scale=args.scale)
+    result = {
+        "command": "npsegnet " + " ".join(train_command(args)[3:]),
+        "train_wall_seconds": wall,
+        "scale": args.scale,
+        "seed": args.seed,
+        "scores": score(model, transform, data, args),
+        "seconds_per_image": timing(model, transform, data, args),
+    }
+    out = ROOT / "docs" / "data" / "bayesian.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print("wrote", out.relative_to(ROOT))
+    wa = result["scores"]["weight_averaging"]
+    print("weight averaging:", " / ".join(f"{100 * wa[k]:.1f}" for k in METRICS))
+    for t, m in result["scores"]["mc"].items():
+        print(f"T={t:>3}:", " / ".join(f"{100 * m[k]:.1f}" for k in METRICS[:3]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
