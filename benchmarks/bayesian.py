@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from table1 import _median_seconds, shown_command  # same folder: benchmarks/
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("global_accuracy", "class_average_accuracy", "mean_iou", "boundary_f1")
@@ -156,19 +156,16 @@ def timing(model, transform, data, args) -> dict:
     image, _ = data[0]
     x = transform(image[None]).astype(model.dtype, copy=False)
 
-    def median(fn):
-        fn()  # compile, size the buffers
-        times = []
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times)
-
     model.eval()
-    out = {"weight_averaging": median(lambda: model.forward(x, keep_cache=False))}
+    out = {
+        "weight_averaging": _median_seconds(
+            lambda: model.forward(x, keep_cache=False), args.repeat
+        )
+    }
     for t in args.time_samples:
-        out[str(t)] = median(lambda t=t: mc_dropout(model, x, t, seed=0))
+        out[str(t)] = _median_seconds(
+            lambda t=t: mc_dropout(model, x, t, seed=0), args.repeat
+        )
     return out
 
 
@@ -204,7 +201,7 @@ def main(argv=None) -> int:
     transform = make_transform(resolve_normalization(config, None))
     data = CamVid(args.data, split="val", scale=args.scale)
     result = {
-        "command": "npsegnet " + " ".join(train_command(args)[3:]),
+        "command": shown_command(train_command(args)),
         "train_wall_seconds": wall,
         "scale": args.scale,
         "seed": args.seed,

@@ -100,6 +100,15 @@ def train_command(model, args) -> list[str]:
     ]  # fmt: skip
 
 
+def shown_command(cmd: list[str]) -> str:
+    """``npsegnet ...`` as a reader would type it: paths relative to the repo."""
+    words = [
+        os.path.relpath(w, ROOT) if os.path.isabs(w) and w != sys.executable else w
+        for w in cmd[3:]
+    ]
+    return "npsegnet " + " ".join(words)
+
+
 def train(model, args) -> dict:
     """Train one row unless its run is complete; return its timing."""
     out = args.runs / model
@@ -251,7 +260,7 @@ def main(argv=None) -> int:
     for name in args.models:
         row = {"model": name, **measure(name, args), "training": timings[name]}
         row["val"] = json.loads((args.runs / name / "metrics.json").read_text())
-        row["command"] = "npsegnet " + " ".join(train_command(name, args)[3:])
+        row["command"] = shown_command(train_command(name, args))
         rows.append(row)
     budget = {
         "epochs": args.epochs,
