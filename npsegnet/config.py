@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 
 import numba
+import numba.extending
 
 # Numba's OpenMP threading layer leaves its threads spinning after each parallel
 # kernel, and on a 2-core machine they starve the OpenBLAS threads of the GEMM
@@ -36,6 +37,46 @@ import numba
 # thread only, which is all "workqueue" needs. A user's explicit choice wins.
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
+
+
+
+def _slice_shape_mismatch(src_shapes, index_shape):
+    """Raised by a compiled kernel when ``a[i:j] = b`` has mismatched shapes."""
+    raise ValueError("cannot assign slice from input of different size")
+
+
+@numba.extending.overload(_slice_shape_mismatch)
+def _slice_shape_mismatch_impl(src_shapes, index_shape):
+    def impl(src_shapes, index_shape):
+        raise ValueError("cannot assign slice from input of different size")
+
+    return impl
+
+
+def _plain_slice_errors() -> bool:
+    """Give Numba's slice-assignment shape check a fixed message.
+
+    From Numba 0.60 on, a kernel that assigns an array to a slice reports a
+    shape mismatch with both shapes in the message; compiling that message
+    (``str`` of tuples, ``join``, f-strings: about thirty of Numba's string
+    functions) into the first such kernel took about 3 s of a cold start, a
+    third of the time to first result on the 2-core EPYC. Our kernels only
+    assign slices between shapes they computed themselves, so the check
+    stays and only its message changes, to the fixed one older Numba gave.
+    Returns whether Numba had the hook (older versions already use that
+    message).
+    """
+    from numba.np import arrayobj
+
+    if not hasattr(arrayobj, "raise_with_shape_context"):
+        return False
+    # fancy_setslice looks the hook up by this module-level name when it
+    # lowers a slice assignment
+    arrayobj.raise_with_shape_context = _slice_shape_mismatch
+    return True
+
+
+_plain_slice_errors()
 
 JIT_OPTIONS = {"cache": True, "fastmath": False, "nogil": True}
 #: The fastmath flags of ``njit(reduction=True)`` (see the module notes).

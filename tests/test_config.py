@@ -67,3 +67,25 @@ def test_reduction_helpers_keep_nan_and_inf(dtype):
     assert s == np.inf and t == np.inf
     row[0] = -np.inf
     assert all(np.isnan(v) for v in _dot_sums(row, np.ones_like(row), dtype(0)))
+
+
+def test_slice_shape_check_stays_with_a_plain_message():
+    """config swaps Numba's slice-assignment error message, not the check."""
+    import numba
+    from numba.np import arrayobj
+
+    from npsegnet import config
+
+    if hasattr(arrayobj, "raise_with_shape_context"):
+        assert arrayobj.raise_with_shape_context is config._slice_shape_mismatch
+
+    @numba.njit(cache=False)
+    def assign(a, b):
+        a[0:2] = b
+
+    # compiled: our fixed message; under NUMBA_DISABLE_JIT: NumPy's own
+    with pytest.raises(ValueError, match="cannot assign slice|could not broadcast"):
+        assign(np.zeros(4), np.ones(3))
+    a = np.zeros(4)
+    assign(a, np.ones(2))
+    np.testing.assert_array_equal(a, [1, 1, 0, 0])

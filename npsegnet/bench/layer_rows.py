@@ -30,8 +30,22 @@ def _layer_kind(name: str) -> str:
     return name.split(".")[0]
 
 
+def _as_in_a_model(layer):
+    """``layer`` with a buffer pool, as a model gives its layers one.
+
+    From the second call on, its outputs and gradients then go to arrays it
+    already has, as in a training step (and as the copy probe writes into an
+    array that exists). A layer on its own, without a pool, writes each call
+    to fresh pages that the operating system zeroes on first touch: a cost of
+    allocating, which a model does not pay from step to step.
+    """
+    layer.reuse_buffers = True
+    return layer
+
+
 def _npsegnet_case(kind: str, spec: RowSpec, rng) -> Case:
-    """npsegnet's layer ``kind`` on the row's shape, float32, training mode."""
+    """npsegnet's layer ``kind`` on the row's shape, float32, training mode,
+    run as a model runs it (:func:`_as_in_a_model`)."""
     import numpy as np
 
     import npsegnet.layers as L
@@ -41,14 +55,14 @@ def _npsegnet_case(kind: str, spec: RowSpec, rng) -> Case:
     if kind in ("conv7x7", "conv3x3"):
         n, c, h, w = shape
         k = spec.params["kernel"]
-        layer = L.Conv2D(c, c, k, padding=k // 2, bias=True, seed=0)
+        layer = _as_in_a_model(L.Conv2D(c, c, k, padding=k // 2, bias=True, seed=0))
         layer.needs_input_grad = True  # a layer row times the full backward: dx, dw
         x = rng.standard_normal(shape, dtype=f32)
         dout = rng.standard_normal(layer.forward(x).shape, dtype=f32)
         return Case(lambda: layer.forward(x), lambda: layer.backward(dout),
                     lambda: layer.forward(x))  # fmt: skip
     if kind == "maxpool":
-        layer = L.MaxPool2D(kernel_size=2, stride=2)
+        layer = _as_in_a_model(L.MaxPool2D(kernel_size=2, stride=2))
         x = rng.standard_normal(shape, dtype=f32)
         y, _ = layer.forward(x)
         dout = rng.standard_normal(y.shape, dtype=f32)
@@ -59,7 +73,7 @@ def _npsegnet_case(kind: str, spec: RowSpec, rng) -> Case:
         y, idx = L.MaxPool2D(kernel_size=2, stride=2).forward(x)
         del x
         size = (shape[2], shape[3])
-        layer = L.MaxUnpool2D(kernel_size=2, stride=2)
+        layer = _as_in_a_model(L.MaxUnpool2D(kernel_size=2, stride=2))
         dout = rng.standard_normal(shape, dtype=f32)
         return Case(
             lambda: layer.forward(y, idx, output_size=size),
@@ -67,14 +81,14 @@ def _npsegnet_case(kind: str, spec: RowSpec, rng) -> Case:
             lambda: layer.forward(y, idx, output_size=size),
         )
     if kind == "batchnorm":
-        layer = L.BatchNorm2D(shape[1])
+        layer = _as_in_a_model(L.BatchNorm2D(shape[1]))
         layer.train()
         x = rng.standard_normal(shape, dtype=f32)
         dout = rng.standard_normal(shape, dtype=f32)
         return Case(lambda: layer.forward(x), lambda: layer.backward(dout),
                     lambda: layer.forward(x))  # fmt: skip
     if kind == "relu":
-        layer = L.ReLU()
+        layer = _as_in_a_model(L.ReLU())
         x = rng.standard_normal(shape, dtype=f32)
         dout = rng.standard_normal(shape, dtype=f32)
         return Case(lambda: layer.forward(x), lambda: layer.backward(dout),
