@@ -39,7 +39,6 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
 
-
 def _slice_shape_mismatch(src_shapes, index_shape):
     """Raised by a compiled kernel when ``a[i:j] = b`` has mismatched shapes."""
     raise ValueError("cannot assign slice from input of different size")

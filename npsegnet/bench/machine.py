@@ -12,6 +12,8 @@ import os
 import platform
 import sys
 
+from ..kernels._threads import _openblas_functions, _openblas_libs
+
 
 def thread_env(threads: int) -> dict[str, str]:
     """Environment variables that size every thread pool before it starts."""
@@ -24,47 +26,16 @@ def thread_env(threads: int) -> dict[str, str]:
     }
 
 
-def _openblas_libs():
-    """``ctypes`` handles of the OpenBLAS libraries loaded in this process."""
-    import ctypes
-
-    libs = []
-    try:
-        with open("/proc/self/maps") as fh:
-            paths = {
-                line.split()[-1]
-                for line in fh
-                if "openblas" in line.lower() and ".so" in line.split()[-1]
-            }
-    except OSError:
-        return libs
-    for path in sorted(paths):
-        try:
-            libs.append(ctypes.CDLL(path))
-        except OSError:
-            continue
-    return libs
-
-
-# OpenBLAS's exported names differ with its build: plain, 64-bit-integer
-# (suffix 64_), and the scipy-openblas wheels NumPy ships (prefix scipy_).
-_OPENBLAS_PREFIXES = ("openblas", "scipy_openblas")
-_OPENBLAS_SUFFIXES = ("", "64_")
-
-
 def _openblas_call(name: str, *args):
     """Call ``openblas_<name>`` in every loaded OpenBLAS; return the results."""
+    import ctypes
+
     out = []
     for lib in _openblas_libs():
-        for prefix in _OPENBLAS_PREFIXES:
-            for suffix in _OPENBLAS_SUFFIXES:
-                fn = getattr(lib, f"{prefix}_{name}{suffix}", None)
-                if fn is not None:
-                    if name.startswith("get_config") or name.startswith("get_corename"):
-                        import ctypes
-
-                        fn.restype = ctypes.c_char_p
-                    out.append(fn(*args))
+        for fn in _openblas_functions(lib, name):
+            if name.startswith("get_config") or name.startswith("get_corename"):
+                fn.restype = ctypes.c_char_p
+            out.append(fn(*args))
     return out
 
 

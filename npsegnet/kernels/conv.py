@@ -48,6 +48,17 @@ single-channel decoder filter) has too little work per GEMM; it has its own
 loops, ``_depthwise_fwd`` and its two adjoints, that do the multiply-adds on
 whole rows directly.
 
+The parts of the work run on the library's threads, each with one BLAS
+thread (:mod:`npsegnet.kernels._threads`): the forward pass splits the
+output rows (whole images, or ranges of rows of one), each written by one
+thread from the anchors it needs; the backward pass hands out bands, whose
+rows of ``dx`` no other band touches, and adds their shares of the weight
+gradient in band order. Either way a run is reproducible: the same inputs
+and thread count give the same bits, whatever the threads' timing. (A
+different thread count may round differently, as OpenBLAS's own threads
+already did: it changes where the bands start and how BLAS blocks its
+sums.) The Numba loops are serial: the threads are the parallelism.
+
 Workspaces (column and product buffers) are kept per thread and reused
 across calls, because allocating and first-touching tens of MB each call
 costs as much as the packing itself.
@@ -55,11 +66,13 @@ costs as much as the packing itself.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
 from .._checks import check_float_array, check_positive_int
 from ..config import njit
+from ._threads import result_slots, run_parts, split_rows
 from ._workspace import band, band_rows, output_array, workspace
 
 # Target size of the column (or product) buffer of one band. Larger bands mean
@@ -94,7 +107,7 @@ def _copy_shifted(src, dst, shift):
     dst[hi:] = 0.0
 
 
-@njit(parallel=True)
+@njit
 def _pack_cols(x, n, pad, KW, G, b0, r, W_out, cols):
     """cols[(g, kw, c), (a, w)] = xp[c, b0 + a + g, w + kw] for the band's rows.
 
@@ -102,7 +115,7 @@ def _pack_cols(x, n, pad, KW, G, b0, r, W_out, cols):
     input rows, written with unit stride.
     """
     C, H = x.shape[1], x.shape[2]
-    for k in prange(G * KW * C):
+    for k in range(G * KW * C):
         g = k // (KW * C)
         kw = (k // C) % KW
         c = k % C
@@ -115,20 +128,22 @@ def _pack_cols(x, n, pad, KW, G, b0, r, W_out, cols):
                 _copy_shifted(x[n, c, hh], dst, kw - pad)
 
 
-@njit(parallel=True)
-def _add_rows(P, out, bias, n, G, KHo, h_lo, h_hi, b0, r):
-    """Add the band's products into the output rows they belong to.
+@njit
+def _add_rows(P, out, bias, n, G, KHo, h_lo, h_hi, b0, r, o0, o1):
+    """Add the band's products into the output rows ``o0:o1`` they belong to.
 
     ``P[(j, f), (a, w)]`` is the contribution of anchor row ``b0 + a`` to
     output row ``b0 + a - j * G``. The band that holds a row's first anchor
     writes ``bias + pieces``; a later band adds its pieces to what is there.
+    Rows outside ``o0:o1`` belong to another part of the work (another
+    thread) and are left alone.
     """
-    F, H_out, W_out = out.shape[1], out.shape[2], out.shape[3]
-    i_lo = max(0, b0 - (KHo - 1) * G)
-    i_hi = min(H_out, b0 + r)
-    for t in prange((i_hi - i_lo) * F):
-        i = i_lo + t // F
-        f = t % F
+    F, W_out = out.shape[1], out.shape[3]
+    i_lo = max(o0, b0 - (KHo - 1) * G)
+    i_hi = min(o1, b0 + r)
+    for t in range((i_hi - i_lo) * F):
+        f = t // (i_hi - i_lo)
+        i = i_lo + t % (i_hi - i_lo)
         j_first = max(0, -((i - h_lo) // G))
         j_last = min(KHo - 1, (h_hi - 1 - i) // G)
         row = out[n, f, i]
@@ -140,11 +155,11 @@ def _add_rows(P, out, bias, n, G, KHo, h_lo, h_hi, b0, r):
                 row += P[j * F + f, a * W_out : (a + 1) * W_out]
 
 
-@njit(parallel=True)
+@njit
 def _pack_dout(dout, n, G, KHo, b0, r, S):
     """S[(j, f), (a, w)] = dout[n, f, b0 + a - j * G, w] (0 outside the output)."""
     F, H_out, W_out = dout.shape[1], dout.shape[2], dout.shape[3]
-    for t in prange(KHo * F):
+    for t in range(KHo * F):
         j = t // F
         f = t % F
         for a in range(r):
@@ -156,7 +171,7 @@ def _pack_dout(dout, n, G, KHo, b0, r, S):
                 dst[:] = dout[n, f, i]
 
 
-@njit(parallel=True)
+@njit
 def _fold_rows(dcols, dx, n, pad, KW, b0, r, W_out):
     """dx[n, c, b0 + a - pad, :] = sum over kw of the shifted rows of ``dcols``.
 
@@ -164,7 +179,7 @@ def _fold_rows(dcols, dx, n, pad, KW, b0, r, W_out):
     real input rows: every row of ``dx`` belongs to exactly one band.
     """
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
-    for t in prange(C * r):
+    for t in range(C * r):
         c = t // r
         a = t % r
         hh = b0 + a - pad
@@ -371,20 +386,29 @@ def _forward(x, weight, bias, pad, out):
     wk = _regroup_weight(weight, G)
     h_lo, h_hi = _anchors(G, pad, H, H_out)
     Nc, K = wk.shape
-    R = band_rows(W_out, max(K, Nc), dtype.itemsize, h_hi - h_lo, BAND_BYTES)
     # rows whose every window lies in the padding only get the bias
     for i in range(H_out):
         if i + KH - 1 < h_lo or i >= h_hi:
             out[:, :, i, :] = bias[None, :, None]
-    for n in range(N):
-        for b0 in range(h_lo, h_hi, R):
-            r = min(R, h_hi - b0)
+
+    def part(n, o0, o1):
+        """Output rows ``o0:o1`` of image ``n``, from the anchors they need."""
+        a_lo, a_hi = max(h_lo, o0), min(h_hi, o1 + (KHo - 1) * G)
+        if a_hi <= a_lo:
+            return  # every window of these rows lies in the padding: bias only
+        R = band_rows(W_out, max(K, Nc), dtype.itemsize, a_hi - a_lo, BAND_BYTES)
+        for b0 in range(a_lo, a_hi, R):
+            r = min(R, a_hi - b0)
             m = r * W_out
             cols = band("cols", K, m, dtype)
             prod = band("prod", Nc, m, dtype)
             _pack_cols(x, n, pad, KW, G, b0, r, W_out, cols)
             np.matmul(wk, cols, out=prod)
-            _add_rows(prod, out, bias, n, G, KHo, h_lo, h_hi, b0, r)
+            _add_rows(prod, out, bias, n, G, KHo, h_lo, h_hi, b0, r, o0, o1)
+
+    # every output row is written by one part (and the parts depend on the
+    # thread count only), so the result does not depend on the timing
+    run_parts(part, split_rows(N, 0, H_out, numba.get_num_threads()))
     return out
 
 
@@ -555,21 +579,37 @@ def conv2d_backward(
     Nc, K = wk.shape
     h_lo, h_hi = _anchors(G, padding, H, H_out)
     R = band_rows(W_out, max(K, Nc), dtype.itemsize, h_hi - h_lo, BAND_BYTES)
+
+    # each band's share of the weight gradient goes to one of a few arrays,
+    # reused round the ring (no array per band: a steady step allocates nothing)
+    slots = result_slots()
+    shares = workspace("dw_shares", (slots, Nc, K), dtype)
+
+    def band_work(slot, n, b0, r):
+        """One band of anchors: its rows of ``dx`` (which no other band
+        writes) and its share of the weight gradient, in ``shares[slot]``."""
+        m = r * W_out
+        cols = band("cols", K, m, dtype)
+        S = band("prod", Nc, m, dtype)
+        _pack_cols(x, n, padding, KW, G, b0, r, W_out, cols)
+        _pack_dout(dout, n, G, KHo, b0, r, S)
+        np.matmul(S, cols.T, out=shares[slot])
+        if need_dx:
+            dcols = band("dcols", K, m, dtype)
+            np.matmul(wk.T, S, out=dcols)
+            _fold_rows(dcols, dx, n, padding, KW, b0, r, W_out)
+        return slot
+
     dwk = workspace("dwk", (Nc, K), dtype)
     dwk.fill(0)
-    tmp = workspace("dwtmp", (Nc, K), dtype)
-    for n in range(N):
-        for b0 in range(h_lo, h_hi, R):
-            r = min(R, h_hi - b0)
-            m = r * W_out
-            cols = band("cols", K, m, dtype)
-            S = band("prod", Nc, m, dtype)
-            _pack_cols(x, n, padding, KW, G, b0, r, W_out, cols)
-            _pack_dout(dout, n, G, KHo, b0, r, S)
-            np.matmul(S, cols.T, out=tmp)
-            dwk += tmp
-            if need_dx:
-                dcols = band("dcols", K, m, dtype)
-                np.matmul(wk.T, S, out=dcols)
-                _fold_rows(dcols, dx, n, padding, KW, b0, r, W_out)
+
+    def add_share(slot):
+        np.add(dwk, shares[slot], out=dwk)
+
+    # the bands' shares are added in band order whatever the threads' timing,
+    # so dweight does not depend on it
+    bands = [
+        (n, b0, min(R, h_hi - b0)) for n in range(N) for b0 in range(h_lo, h_hi, R)
+    ]
+    run_parts(band_work, [(i % slots, *b) for i, b in enumerate(bands)], add_share)
     return dx, _ungroup_weight(dwk, G, dweight), dbias
