@@ -148,8 +148,10 @@ def _ignore(result) -> None:
     return None
 
 
-# Parts handed out ahead of the one whose result is consumed next, per thread.
-_AHEAD = 2
+# Parts handed out ahead of the one whose result is consumed next, per thread:
+# one keeps every thread busy while the caller adds up a result (a cheap
+# step), and each result waiting is an array the caller must keep.
+_AHEAD = 1
 
 
 def result_slots() -> int:

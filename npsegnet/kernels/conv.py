@@ -582,7 +582,10 @@ def conv2d_backward(
 
     # each band's share of the weight gradient goes to one of a few arrays,
     # reused round the ring (no array per band: a steady step allocates nothing)
-    slots = result_slots()
+    bands = [
+        (n, b0, min(R, h_hi - b0)) for n in range(N) for b0 in range(h_lo, h_hi, R)
+    ]
+    slots = min(result_slots(), len(bands))
     shares = workspace("dw_shares", (slots, Nc, K), dtype)
 
     def band_work(slot, n, b0, r):
@@ -595,7 +598,7 @@ def conv2d_backward(
         _pack_dout(dout, n, G, KHo, b0, r, S)
         np.matmul(S, cols.T, out=shares[slot])
         if need_dx:
-            dcols = band("dcols", K, m, dtype)
+            dcols = cols  # the columns are used up: their buffer takes dcols
             np.matmul(wk.T, S, out=dcols)
             _fold_rows(dcols, dx, n, padding, KW, b0, r, W_out)
         return slot
@@ -608,8 +611,5 @@ def conv2d_backward(
 
     # the bands' shares are added in band order whatever the threads' timing,
     # so dweight does not depend on it
-    bands = [
-        (n, b0, min(R, h_hi - b0)) for n in range(N) for b0 in range(h_lo, h_hi, R)
-    ]
     run_parts(band_work, [(i % slots, *b) for i, b in enumerate(bands)], add_share)
     return dx, _ungroup_weight(dwk, G, dweight), dbias
