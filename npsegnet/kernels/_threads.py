@@ -15,7 +15,7 @@ forward, identical results.
 
 Where OpenBLAS cannot be found (NumPy built on another BLAS) or ``T`` is 1,
 the parts run one after another in the calling thread, and the BLAS keeps its
-own threads.
+own threads; so does a single part, on a pool thread.
 """
 
 from __future__ import annotations
@@ -175,9 +175,15 @@ def run_parts(work, parts, consume=_ignore) -> None:
     finished.
     """
     threads = numba.get_num_threads()
-    if threads <= 1 or len(parts) <= 1:
+    if threads <= 1 or not _thread_controls():
         for part in parts:
             consume(work(*part))
+        return
+    if len(parts) == 1:
+        # one part: BLAS's own threads share its GEMMs. It still runs on a
+        # pool thread, whose scratch arrays exist already (the caller's would
+        # be one more set of them).
+        consume(_executor(threads).submit(work, *parts[0]).result())
         return
     with _one_blas_thread() as held:
         if not held:
