@@ -32,6 +32,7 @@ REST = 0.3  # seconds of rest before each timed run
 CASES = [
     # name, (N, C_in, H, W), C_out, k, need_dx
     ("7x7 64->64 SegNet-Basic", (1, 64, 180, 240), 64, 7, True),
+    ("7x7 64->64 SegNet-Basic dec1, batch 4", (4, 64, 360, 480), 64, 7, True),
     ("3x3 64->64 SegNet enc1", (1, 64, 360, 480), 64, 3, True),
     ("7x7 3->64 first layer", (4, 3, 180, 240), 64, 7, False),
     ("1x1 64->11 classifier", (4, 64, 180, 240), 11, 1, True),
