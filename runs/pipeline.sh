@@ -6,14 +6,17 @@
 # 2. SegNet-Basic finished at 360x480 from stage 1's weights, 15 epochs
 # 3. Bayesian SegNet-Basic from stage 2's weights, 5 epochs at 360x480, then
 #    MC dropout against weight averaging on val (benchmarks/bayesian.py)
-# Stages 2 and 3 run a snapshot of $SNAP_COMMIT (default: the commit that
-# added this script) from its own folder, so work-tree edits never reach them.
+# Stages 2 and 3 run a snapshot of $SNAP_COMMIT (default: the commit that last
+# changed this script: 2026-12-02, with the threaded convolutions) from its own
+# folder, so work-tree edits never reach them.
 set -euo pipefail
 REPO=/work/main
 SNAP_COMMIT=${SNAP_COMMIT:-$(git -C $REPO log -n1 --format=%H -- runs/pipeline.sh 2>/dev/null || git -C $REPO rev-parse HEAD)}
 SNAP=/work/snap_pipeline
 echo -10 > /proc/self/autogroup 2>/dev/null || true
-# stage 1
+# stage 1 (if a stage-1 training is running already, from an earlier start of
+# this script, wait for it instead of starting a second one)
+while pgrep -f "out $REPO/runs/sb_long_half" > /dev/null; do sleep 60; done
 last_epoch() { python -c "import json,sys;print(json.load(open(sys.argv[1]))[-1]['epoch'])" "$1/history.json" 2>/dev/null || echo 0; }
 if [ "$(last_epoch $REPO/runs/sb_long_half)" != 60 ]; then
   $REPO/runs/sb_long_half.sh --resume
