@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import queue
 import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from contextlib import contextmanager
 from functools import lru_cache
 
@@ -102,7 +103,53 @@ def _one_blas_thread():
                 set_(ctypes.c_int(n))
 
 
-_pool: ThreadPoolExecutor | None = None
+class _Workers:
+    """``threads`` threads; part ``i`` of a run always goes to thread ``i % threads``.
+
+    A fixed assignment (rather than a shared queue) means each thread meets
+    the same parts on every run, so the scratch arrays it keeps are sized on
+    the first run and a later run allocates nothing: a steady training step,
+    and the memory estimate that probes one, see the same allocations.
+    """
+
+    def __init__(self, threads: int):
+        self.queues = [queue.SimpleQueue() for _ in range(threads)]
+        self.threads = [
+            threading.Thread(
+                target=self._serve, args=(q,), name=f"npsegnet-conv-{i}", daemon=True
+            )
+            for i, q in enumerate(self.queues)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    @staticmethod
+    def _serve(tasks) -> None:
+        while True:
+            item = tasks.get()
+            if item is None:
+                return
+            future, work, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(work(*args))
+            except BaseException as exc:  # handed to the caller, raised there
+                future.set_exception(exc)
+
+    def submit(self, i: int, work, *args) -> Future:
+        future = Future()
+        self.queues[i % len(self.queues)].put((future, work, args))
+        return future
+
+    def shutdown(self) -> None:
+        for tasks in self.queues:
+            tasks.put(None)
+        for thread in self.threads:
+            thread.join()
+
+
+_pool: _Workers | None = None
 
 
 def _forget_after_fork() -> None:
@@ -116,12 +163,12 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def _executor(threads: int) -> ThreadPoolExecutor:
+def _workers(threads: int) -> _Workers:
     global _pool
-    if _pool is None or _pool._max_workers != threads:
+    if _pool is None or len(_pool.threads) != threads:
         if _pool is not None:
-            _pool.shutdown(wait=True)
-        _pool = ThreadPoolExecutor(threads, thread_name_prefix="npsegnet-conv")
+            _pool.shutdown()
+        _pool = _Workers(threads)
     return _pool
 
 
@@ -183,18 +230,18 @@ def run_parts(work, parts, consume=_ignore) -> None:
         # one part: BLAS's own threads share its GEMMs. It still runs on a
         # pool thread, whose scratch arrays exist already (the caller's would
         # be one more set of them).
-        consume(_executor(threads).submit(work, *parts[0]).result())
+        consume(_workers(threads).submit(0, work, *parts[0]).result())
         return
     with _one_blas_thread() as held:
         if not held:
             for part in parts:
                 consume(work(*part))
             return
-        pool = _executor(threads)
+        pool = _workers(threads)
         pending = deque()
         try:
-            for part in parts:
-                pending.append(pool.submit(work, *part))
+            for i, part in enumerate(parts):
+                pending.append(pool.submit(i, work, *part))
                 if len(pending) > _AHEAD * threads:
                     consume(pending.popleft().result())
             while pending:
