@@ -211,7 +211,7 @@ def result_slots() -> int:
     return _AHEAD * numba.get_num_threads() + 1
 
 
-def run_parts(work, parts, consume=_ignore) -> None:
+def run_parts(work, parts, consume=_ignore, threaded: bool = True) -> None:
     """Call ``work(*part)`` for every part, over the library's threads.
 
     Each result is handed to ``consume`` in the calling thread, in the order
@@ -219,10 +219,11 @@ def run_parts(work, parts, consume=_ignore) -> None:
     results up rounds the same way on every run. At most ``_AHEAD``
     results per thread wait for their turn (see :func:`result_slots`). An
     exception in a part is raised here, once the parts already started have
-    finished.
+    finished. ``threaded=False`` runs the parts in the calling thread (for
+    work too small to pay for handing it over).
     """
     threads = numba.get_num_threads()
-    if threads <= 1 or not _thread_controls():
+    if not threaded or threads <= 1 or not _thread_controls():
         for part in parts:
             consume(work(*part))
         return
