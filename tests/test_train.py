@@ -271,7 +271,7 @@ def test_default_synthetic_setup_learns(tmp_path):
 
     Everything else is the default: 64-channel SegNet-Basic, 3x3 kernels,
     64x64 images, lr 0.05 with its cosine decay. (The full run, 384 images
-    and 8 epochs, reaches val mIoU 85.9 %: docs/cli.md.)
+    and 10 epochs, reaches val mIoU 86.8 %: docs/cli.md.)
     """
     cfg = TrainConfig(
         out=str(tmp_path), num_images=32, val_images=8, epochs=3, threads=1,

@@ -82,10 +82,13 @@ from ._workspace import band, band_rows, output_array, workspace
 BAND_BYTES = 8 << 20
 # Use the full im2col (G = KH) when its K = KH * KW * C is at most this.
 FULL_IM2COL_MAX_K = 256
-# Convolutions of fewer FLOPs than this (a 64-channel 3x3 layer on 4 maps of
-# 16x16: 75 MFLOP, under a millisecond) run in the calling thread: handing
-# parts to the threads and back costs tens of microseconds each time.
-THREADED_MIN_FLOPS = 2**28
+# Convolutions of fewer FLOPs than this run in the calling thread, with
+# OpenBLAS's own threads: handing parts to our threads and back (futures,
+# wake-ups, the GIL between the Numba and BLAS calls) did not pay below it.
+# SegNet-Basic on the synthetic 64x64 shapes (convolutions of 0.1-2.4 GFLOP)
+# trained at 30-33 images/s threaded against 35-48 in the calling thread; the
+# bench's 12.7-17 GFLOP rows and everything larger ran faster threaded.
+THREADED_MIN_FLOPS = 2**32
 
 
 # --------------------------------------------------------------------------
