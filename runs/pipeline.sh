@@ -7,7 +7,8 @@
 # 3. Bayesian SegNet-Basic from stage 2's weights, 5 epochs at 360x480, then
 #    MC dropout against weight averaging on val (benchmarks/bayesian.py)
 # Stages 2 and 3 run a snapshot of $SNAP_COMMIT (default: the commit that last
-# changed this script: 2026-12-02, with the threaded convolutions) from its own
+# changed this script: 2026-12-02, with the threaded convolutions and the
+# batch-norm sums that vectorise) from its own
 # folder, so work-tree edits never reach them.
 set -euo pipefail
 REPO=/work/main
