@@ -11,9 +11,11 @@
 # batch-norm sums that vectorise) from its own
 # folder, so work-tree edits never reach them.
 set -euo pipefail
-REPO=/work/main
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+# CamVid from $NPSEGNET_CAMVID, else ../shared/camvid beside the checkout
+DATA=$(cd "${NPSEGNET_CAMVID:-$REPO/../shared/camvid}" && pwd)
 SNAP_COMMIT=${SNAP_COMMIT:-$(git -C $REPO log -n1 --format=%H -- runs/pipeline.sh 2>/dev/null || git -C $REPO rev-parse HEAD)}
-SNAP=/work/snap_pipeline
+SNAP=$(cd "$REPO/.." && pwd)/snap_pipeline
 echo -10 > /proc/self/autogroup 2>/dev/null || true
 # stage 1 (if a stage-1 training is running already, from an earlier start of
 # this script, wait for it instead of starting a second one)
@@ -32,14 +34,14 @@ RUN="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=$SNAP python"
 FULL=$REPO/runs/sb_long_full
 if [ "$(last_epoch $FULL)" != 15 ]; then
   resume=""; [ -f $FULL/latest.npz ] && resume="--resume"
-  $RUN -m npsegnet train --data /work/shared/camvid --scale 1.0 --flip --lr 0.01 \
+  $RUN -m npsegnet train --data "$DATA" --scale 1.0 --flip --lr 0.01 \
     --lr-schedule poly --epochs 15 --val-every 5 --seed 0 --no-progress --threads 2 \
     --init-weights $REPO/runs/sb_long_half/latest.npz --out $FULL $resume
 fi
 # stage 3
 BAYES_JSON=$REPO/runs/bayesian/bayesian.json
 if [ ! -f $BAYES_JSON ]; then
-  $RUN $SNAP/benchmarks/bayesian.py --data /work/shared/camvid --json $BAYES_JSON \
+  $RUN $SNAP/benchmarks/bayesian.py --data "$DATA" --json $BAYES_JSON \
     --init-weights $FULL/latest.npz --out $REPO/runs/bayesian --scale 1.0 --epochs 5 --lr 0.01
 fi
 echo "pipeline done: runs/sb_long_full, runs/bayesian ($BAYES_JSON)"
