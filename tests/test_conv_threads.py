@@ -95,3 +95,58 @@ def test_an_error_in_a_part_is_raised_in_the_caller():
     seen = []
     _threads.run_parts(lambda i: i, [(i,) for i in range(4)], seen.append)
     assert seen == [0, 1, 2, 3]
+
+
+# -- run_ranges: the memory-bound kernels a first forward pass needs -------------
+def _range_ops(rng, dtype):
+    """Pool, unpool, pool backward and eval batch norm of one odd-shaped case."""
+    from npsegnet.kernels import batchnorm as kbn
+    from npsegnet.kernels import pool as kpool
+
+    x = rng.standard_normal((3, 5, 9, 12)).astype(dtype)
+    out, ind = kpool.maxpool2d_forward(x, 2, 2, ceil_mode=True)
+    up = kpool.maxunpool2d_forward(out, ind, x.shape)
+    dx = kpool.maxpool2d_backward(out, ind, x.shape)
+    w, b, m = (rng.standard_normal(5).astype(dtype) for _ in range(3))
+    v = rng.random(5).astype(dtype) + 0.5
+    bn = kbn.batchnorm2d_forward_eval(x, w, b, m, v, 1e-5, relu=True)
+    return out, ind, up, dx, bn
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ranges_on_threads_give_the_serial_bits(monkeypatch, dtype):
+    import numba
+
+    serial = _range_ops(np.random.default_rng(2), dtype)  # small: calling thread
+    calls = []
+    real = _threads._workers
+
+    def counted(threads):
+        calls.append(threads)
+        return real(threads)
+
+    monkeypatch.setattr(_threads, "RANGES_MIN_BYTES", 0)
+    monkeypatch.setattr(_threads, "_workers", counted)
+    threaded = _range_ops(np.random.default_rng(2), dtype)
+    if numba.get_num_threads() > 1:
+        assert calls, "run_ranges never handed work to the threads"
+    for a, b in zip(threaded, serial, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_ranges_cover_every_item_once_and_raise_errors(monkeypatch):
+    monkeypatch.setattr(_threads, "RANGES_MIN_BYTES", 0)
+    seen = np.zeros(11, np.int64)
+
+    def mark(arr, lo, hi):
+        arr[lo:hi] += 1
+
+    _threads.run_ranges(mark, 11, (seen,), nbytes=1)
+    np.testing.assert_array_equal(seen, 1)
+
+    def fail(lo, hi):
+        if lo == 0:
+            raise RuntimeError("part 0 failed")
+
+    with pytest.raises(RuntimeError, match="part 0 failed"):
+        _threads.run_ranges(fail, 8, (), nbytes=1)

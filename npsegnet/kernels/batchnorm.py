@@ -23,6 +23,7 @@ from numba import prange
 
 from .._checks import check_float_array
 from ..config import njit
+from ._threads import run_ranges
 from ._workspace import output_array
 
 # -- private loops over preallocated arrays -----------------------------------
@@ -101,17 +102,18 @@ def _bn_stats(x, mean, var):
         var[c] = max(q / count - shift * shift, 0.0)  # rounding may go below 0
 
 
-@njit(parallel=True)
-def _bn_affine(x, mean, scale, bias, relu, out):
+@njit
+def _bn_affine(x, mean, scale, bias, relu, out, c0, c1):
     """out = (x - mean) * scale + bias per channel, then ReLU if relu.
 
     The ReLU is written as in :mod:`npsegnet.kernels.relu` (``y <= 0`` is False
     for NaN), so a NaN stays NaN exactly as BN followed by ReLU (and
     ``torch.relu``) gives it; ``y if y > 0 else 0`` would turn it into 0.
+    Channels ``c0:c1`` (see :func:`run_ranges`).
     """
     N, C, L = x.shape
     zero = out.dtype.type(0)
-    for c in prange(C):
+    for c in range(c0, c1):
         m = mean[c]
         s = scale[c]
         b = bias[c]
@@ -289,7 +291,7 @@ def batchnorm2d_forward_train(x, weight, bias, eps, relu=False, out=None):
     mean, var, inv_std = mean64.astype(dt), var64.astype(dt), inv_std64.astype(dt)
     scale = _affine_scale(weight, inv_std)
     out = output_array(out, x.shape, x.dtype, inputs=(x,))
-    _bn_affine(_flat(x), mean, scale, bias, bool(relu), _flat(out))
+    _affine(x, mean, scale, bias, relu, out)
     return out, mean, var, inv_std
 
 
@@ -323,8 +325,18 @@ def batchnorm2d_forward_eval(
     inv_std64 = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
     scale = (weight.astype(np.float64) * inv_std64).astype(x.dtype)
     out = output_array(out, x.shape, x.dtype, inputs=(x,))
-    _bn_affine(_flat(x), running_mean, scale, bias, bool(relu), _flat(out))
+    _affine(x, running_mean, scale, bias, relu, out)
     return out
+
+
+def _affine(x, mean, scale, bias, relu, out):
+    """``_bn_affine`` over the channels, shared among the library's threads."""
+    run_ranges(
+        _bn_affine,
+        x.shape[1],
+        (_flat(x), mean, scale, bias, bool(relu), _flat(out)),
+        nbytes=x.nbytes + out.nbytes,
+    )
 
 
 def _affine_scale(weight, inv_std):

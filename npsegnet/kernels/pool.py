@@ -4,7 +4,10 @@ Same functions, signatures and results (bit for bit) as
 :mod:`npsegnet.reference.pool`; see there for the conventions (index format,
 ties, NaN, ceil mode). These ops do almost no arithmetic, so their speed is the
 speed of memory: every kernel makes **one pass** over its arrays, in parallel
-over the ``N * C`` planes (a plane of a 360x480 map fits in the L2 cache).
+over the ``N * C`` planes (a plane of a 360x480 map fits in the L2 cache):
+prange loops, or for the two that a first forward pass needs, serial loops
+over a range of planes shared out by :func:`._threads.run_ranges` (they
+compile in half the time).
 
 * ``maxpool2d_forward`` finds the maximum and its index in the same loop, with
   a fixed 2x2 loop for SegNet's 2x2 stride-2 windows.
@@ -35,6 +38,7 @@ from .._checks import (
     check_int_array,
 )
 from ..config import njit
+from ._threads import run_ranges
 from ._workspace import output_array
 
 __all__ = [
@@ -62,15 +66,16 @@ def _window_max(xp, h0, h1, w0, w1):
     return best, arg
 
 
-@njit(parallel=True)
-def _maxpool2d_fwd(x, KH, KW, SH, SW, out, indices):
+@njit
+def _maxpool2d_fwd(x, KH, KW, SH, SW, out, indices, p0, p1):
+    """Pool the planes ``p0:p1`` of the ``N * C`` (see :func:`run_ranges`)."""
     N, C, H, W = x.shape
     H_out, W_out = out.shape[2], out.shape[3]
     two_by_two = KH == 2 and KW == 2 and SH == 2 and SW == 2
     # windows that lie wholly inside the input (ceil mode may add partial ones)
     H_full = min(H_out, (H - KH) // SH + 1)
     W_full = min(W_out, (W - KW) // SW + 1)
-    for p in numba.prange(N * C):
+    for p in range(p0, p1):
         n = p // C
         c = p - n * C
         xp = x[n, c]
@@ -147,7 +152,12 @@ def maxpool2d_forward(x, kernel_size, stride, ceil_mode=False, out=None, indices
     shape = (N, C, H_out, W_out)
     out = output_array(out, shape, x.dtype, inputs=(x,))
     indices = output_array(indices, shape, np.int64, "indices", inputs=(x, out))
-    _maxpool2d_fwd(x, KH, KW, SH, SW, out, indices)
+    run_ranges(
+        _maxpool2d_fwd,
+        N * C,
+        (x, KH, KW, SH, SW, out, indices),
+        nbytes=x.nbytes + 2 * out.nbytes,
+    )
     return out, indices
 
 
@@ -226,13 +236,13 @@ def _scatter_blocks(sp, ip, op, accumulate, zero):
     return True
 
 
-@njit(parallel=True)
-def _scatter(src, indices, out, accumulate, zero, bad):
-    """out[n, c].flat[indices[n, c, i, j]] (+)= src[n, c, i, j] for every plane."""
+@njit
+def _scatter(src, indices, out, accumulate, zero, bad, p0, p1):
+    """out[n, c].flat[indices[n, c, i, j]] (+)= src[n, c, i, j] for planes p0:p1."""
     N, C, h, w = src.shape
     H, W = out.shape[2], out.shape[3]
     blocks = 2 * h - 1 <= H <= 2 * h + 1 and 2 * w - 1 <= W <= 2 * w + 1
-    for p in numba.prange(N * C):
+    for p in range(p0, p1):
         n = p // C
         c = p - n * C
         done = False
@@ -278,7 +288,12 @@ def maxpool2d_backward(dout, indices, input_shape, dx=None):
     dout, indices, (N, C, H, W) = _check_backward_args(dout, indices, input_shape)
     dx = output_array(dx, (N, C, H, W), dout.dtype, "dx", inputs=(dout, indices))
     bad = np.full(N * C, -1, dtype=np.int64)
-    _scatter(dout, indices, dx, True, dout.dtype.type(0), bad)
+    run_ranges(
+        _scatter,
+        N * C,
+        (dout, indices, dx, True, dout.dtype.type(0), bad),
+        nbytes=dout.nbytes + indices.nbytes + dx.nbytes,
+    )
     _report_bad(bad, indices, H, W, "input")
     return dx
 
@@ -312,7 +327,12 @@ def maxunpool2d_forward(x, indices, output_size, out=None):
     shape = (N, C, H_out, W_out)
     out = output_array(out, shape, x.dtype, inputs=(x, indices))
     bad = np.full(N * C, -1, dtype=np.int64)
-    _scatter(x, indices, out, False, x.dtype.type(0), bad)
+    run_ranges(
+        _scatter,
+        N * C,
+        (x, indices, out, False, x.dtype.type(0), bad),
+        nbytes=x.nbytes + indices.nbytes + out.nbytes,
+    )
     _report_bad(bad, indices, H_out, W_out, "output")
     return out
 
