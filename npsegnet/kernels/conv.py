@@ -94,7 +94,7 @@ THREADED_MIN_FLOPS = 2**32
 # --------------------------------------------------------------------------
 # Numba loops
 # --------------------------------------------------------------------------
-@njit
+@njit(inline=True)
 def _span(W, W_out, shift):
     """Output columns ``lo:hi`` whose input column ``w + shift`` lies in ``0:W``.
 
@@ -105,7 +105,7 @@ def _span(W, W_out, shift):
     return lo, max(lo, min(W_out, W - shift))
 
 
-@njit
+@njit(inline=True)
 def _copy_shifted(src, dst, shift):
     """dst[w] = src[w + shift] where that index exists, else 0 (one padded row)."""
     lo, hi = _span(src.shape[0], dst.shape[0], shift)

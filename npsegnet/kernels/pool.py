@@ -50,7 +50,7 @@ __all__ = [
 
 
 # -- forward -----------------------------------------------------------------------
-@njit
+@njit(inline=True)
 def _window_max(xp, h0, h1, w0, w1):
     """Max and flat index of ``xp[h0:h1, w0:w1]`` with PyTorch's tie/NaN rule."""
     W = xp.shape[1]
@@ -162,7 +162,7 @@ def maxpool2d_forward(x, kernel_size, stride, ceil_mode=False, out=None, indices
 
 
 # -- scatter (pool backward, unpool forward) ---------------------------------------
-@njit
+@njit(inline=True)
 def _scatter_plane(sp, ip, op, accumulate, zero):
     """Zero ``op``, then scatter ``sp`` at ``ip`` in raster order.
 
@@ -187,7 +187,7 @@ def _scatter_plane(sp, ip, op, accumulate, zero):
     return -1
 
 
-@njit
+@njit(inline=True)
 def _scatter_blocks(sp, ip, op, accumulate, zero):
     """Scatter two rows at a time; False if an index leaves its 2x2 block.
 
