@@ -5,19 +5,22 @@ Same functions, signatures and results (bit for bit) as
 ties, NaN, ceil mode). These ops do almost no arithmetic, so their speed is the
 speed of memory: every kernel makes **one pass** over its arrays, in parallel
 over the ``N * C`` planes (a plane of a 360x480 map fits in the L2 cache):
-prange loops, or for the two that a first forward pass needs, serial loops
-over a range of planes shared out by :func:`._threads.run_ranges` (they
-compile in half the time).
+prange loops, or for those a first forward pass needs, serial loops over a
+range of planes shared out by :func:`._threads.run_ranges` (they compile in
+half the time). A fresh process compiles each kernel on first use, so the
+special cases SegNet meets are kernels of their own, and the general ones
+are never compiled in a SegNet.
 
-* ``maxpool2d_forward`` finds the maximum and its index in the same loop, with
-  a fixed 2x2 loop for SegNet's 2x2 stride-2 windows.
+* ``maxpool2d_forward`` finds the maximum and its index in the same loop: a
+  fixed 2x2 loop for the full windows of SegNet's 2x2 stride-2 pooling, and
+  a general one for any other window (ceil mode's partial ones included).
 * ``maxpool2d_backward`` (scatter-add) and ``maxunpool2d_forward`` (scatter)
-  share one kernel. When the pooled grid is half the input, it first tries
-  *block writes*: each 2x2 block gets its value at the index and zeros
+  share their kernels. When the pooled grid is half the input, a first one
+  tries *block writes*: each 2x2 block gets its value at the index and zeros
   elsewhere, with no zero-filling pass. That is valid only if every index lies
   in its own block, which the loop checks as it goes; a plane where one does
   not (overlapping windows, or indices from elsewhere) is redone the general
-  way: zero the plane, then scatter in raster order.
+  way by a second kernel: zero the plane, then scatter in raster order.
 * ``maxunpool2d_backward`` is a gather.
 
 Indices are range-checked inside the loops (a bad one is reported, never
@@ -67,14 +70,53 @@ def _window_max(xp, h0, h1, w0, w1):
 
 
 @njit
-def _maxpool2d_fwd(x, KH, KW, SH, SW, out, indices, p0, p1):
-    """Pool the planes ``p0:p1`` of the ``N * C`` (see :func:`run_ranges`)."""
-    N, C, H, W = x.shape
+def _maxpool2x2_fwd(x, H_full, W_full, out, indices, p0, p1):
+    """The full 2x2 stride-2 windows (rows ``< H_full``, columns ``< W_full``).
+
+    Planes ``p0:p1`` of the ``N * C`` (see :func:`run_ranges`). Branch-free
+    (selects), so random data costs no mispredictions.
+    """
+    C, W = x.shape[1], x.shape[3]
+    for p in range(p0, p1):
+        n = p // C
+        c = p - n * C
+        xp = x[n, c]
+        op = out[n, c]
+        ip = indices[n, c]
+        for i in range(H_full):
+            h0 = 2 * i
+            r0 = xp[h0]
+            r1 = xp[h0 + 1]
+            base0 = h0 * W
+            for j in range(W_full):
+                w = 2 * j
+                best = r0[w]
+                arg = base0 + w
+                v = r0[w + 1]
+                take = (v > best) | (v != v)
+                best = v if take else best
+                arg = base0 + w + 1 if take else arg
+                v = r1[w]
+                take = (v > best) | (v != v)
+                best = v if take else best
+                arg = base0 + W + w if take else arg
+                v = r1[w + 1]
+                take = (v > best) | (v != v)
+                best = v if take else best
+                arg = base0 + W + w + 1 if take else arg
+                op[i, j] = best
+                ip[i, j] = arg
+
+
+@njit
+def _maxpool2d_fwd(x, KH, KW, SH, SW, h_done, w_done, out, indices, p0, p1):
+    """Any window, except those of rows ``< h_done`` and columns ``< w_done``.
+
+    Those are the full 2x2 windows :func:`_maxpool2x2_fwd` has written
+    (``h_done = w_done = 0`` for every window). Planes ``p0:p1``.
+    """
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
     H_out, W_out = out.shape[2], out.shape[3]
-    two_by_two = KH == 2 and KW == 2 and SH == 2 and SW == 2
-    # windows that lie wholly inside the input (ceil mode may add partial ones)
-    H_full = min(H_out, (H - KH) // SH + 1)
-    W_full = min(W_out, (W - KW) // SW + 1)
     for p in range(p0, p1):
         n = p // C
         c = p - n * C
@@ -84,33 +126,7 @@ def _maxpool2d_fwd(x, KH, KW, SH, SW, out, indices, p0, p1):
         for i in range(H_out):
             h0 = i * SH
             h1 = min(h0 + KH, H)
-            if two_by_two and i < H_full:
-                r0 = xp[h0]
-                r1 = xp[h0 + 1]
-                base0 = h0 * W
-                for j in range(W_full):
-                    # branch-free (selects), so random data costs no mispredictions
-                    w = 2 * j
-                    best = r0[w]
-                    arg = base0 + w
-                    v = r0[w + 1]
-                    take = (v > best) | (v != v)
-                    best = v if take else best
-                    arg = base0 + w + 1 if take else arg
-                    v = r1[w]
-                    take = (v > best) | (v != v)
-                    best = v if take else best
-                    arg = base0 + W + w if take else arg
-                    v = r1[w + 1]
-                    take = (v > best) | (v != v)
-                    best = v if take else best
-                    arg = base0 + W + w + 1 if take else arg
-                    op[i, j] = best
-                    ip[i, j] = arg
-                start = W_full
-            else:
-                start = 0
-            for j in range(start, W_out):
+            for j in range(w_done if i < h_done else 0, W_out):
                 w0 = j * SW
                 best, arg = _window_max(xp, h0, h1, w0, min(w0 + KW, W))
                 op[i, j] = best
@@ -152,12 +168,18 @@ def maxpool2d_forward(x, kernel_size, stride, ceil_mode=False, out=None, indices
     shape = (N, C, H_out, W_out)
     out = output_array(out, shape, x.dtype, inputs=(x,))
     indices = output_array(indices, shape, np.int64, "indices", inputs=(x, out))
-    run_ranges(
-        _maxpool2d_fwd,
-        N * C,
-        (x, KH, KW, SH, SW, out, indices),
-        nbytes=x.nbytes + 2 * out.nbytes,
-    )
+    # Two kernels, each compiled on first use only: SegNet's 2x2 windows need
+    # just the first (with ceil mode's partial windows, the second too).
+    P = N * C
+    nbytes = x.nbytes + 2 * out.nbytes
+    h_done = w_done = 0
+    if (KH, KW, SH, SW) == (2, 2, 2, 2):
+        h_done = min(H_out, (x.shape[2] - 2) // 2 + 1)
+        w_done = min(W_out, (x.shape[3] - 2) // 2 + 1)
+        run_ranges(_maxpool2x2_fwd, P, (x, h_done, w_done, out, indices), nbytes)
+    if h_done < H_out or w_done < W_out:
+        args = (x, KH, KW, SH, SW, h_done, w_done, out, indices)
+        run_ranges(_maxpool2d_fwd, P, args, nbytes)
     return out, indices
 
 
@@ -237,23 +259,52 @@ def _scatter_blocks(sp, ip, op, accumulate, zero):
 
 
 @njit
-def _scatter(src, indices, out, accumulate, zero, bad, p0, p1):
-    """out[n, c].flat[indices[n, c, i, j]] (+)= src[n, c, i, j] for planes p0:p1."""
-    N, C, h, w = src.shape
-    H, W = out.shape[2], out.shape[3]
-    blocks = 2 * h - 1 <= H <= 2 * h + 1 and 2 * w - 1 <= W <= 2 * w + 1
+def _scatter_block_planes(src, indices, out, accumulate, zero, done, p0, p1):
+    """:func:`_scatter_blocks` on planes ``p0:p1``; ``done[p]``: it succeeded."""
+    C = src.shape[1]
     for p in range(p0, p1):
         n = p // C
         c = p - n * C
-        done = False
-        if blocks:
-            done = _scatter_blocks(
-                src[n, c], indices[n, c], out[n, c], accumulate, zero
-            )
-        if not done:
-            bad[p] = _scatter_plane(
-                src[n, c], indices[n, c], out[n, c], accumulate, zero
-            )
+        done[p] = _scatter_blocks(src[n, c], indices[n, c], out[n, c], accumulate, zero)
+
+
+@njit
+def _scatter_planes(src, indices, out, accumulate, zero, planes, bad, k0, k1):
+    """:func:`_scatter_plane` on planes ``planes[k0:k1]``; ``bad[p]``: its result."""
+    C = src.shape[1]
+    for k in range(k0, k1):
+        p = planes[k]
+        n = p // C
+        c = p - n * C
+        bad[p] = _scatter_plane(src[n, c], indices[n, c], out[n, c], accumulate, zero)
+
+
+def _scatter(src, indices, out, accumulate):
+    """out[n, c].flat[indices[n, c, i, j]] (+)= src[n, c, i, j] for every plane.
+
+    Block writes first where the pooled grid is half the map; the general
+    scatter then (re)does the planes they could not. Each of the two kernels
+    is compiled on first use only, so a SegNet, whose indices always stay in
+    their blocks, never compiles the second. Returns ``bad`` (see
+    :func:`_report_bad`).
+    """
+    N, C, h, w = src.shape
+    H, W = out.shape[2], out.shape[3]
+    P = N * C
+    zero = src.dtype.type(0)
+    nbytes = src.nbytes + indices.nbytes + out.nbytes
+    bad = np.full(P, -1, dtype=np.int64)
+    if 2 * h - 1 <= H <= 2 * h + 1 and 2 * w - 1 <= W <= 2 * w + 1:
+        done = np.zeros(P, dtype=np.bool_)
+        args = (src, indices, out, accumulate, zero, done)
+        run_ranges(_scatter_block_planes, P, args, nbytes)
+        planes = np.flatnonzero(~done)
+    else:
+        planes = np.arange(P)
+    if planes.size:
+        args = (src, indices, out, accumulate, zero, planes, bad)
+        run_ranges(_scatter_planes, planes.size, args, nbytes)
+    return bad
 
 
 def _report_bad(bad, indices, H, W, what):
@@ -287,13 +338,7 @@ def maxpool2d_backward(dout, indices, input_shape, dx=None):
     """
     dout, indices, (N, C, H, W) = _check_backward_args(dout, indices, input_shape)
     dx = output_array(dx, (N, C, H, W), dout.dtype, "dx", inputs=(dout, indices))
-    bad = np.full(N * C, -1, dtype=np.int64)
-    run_ranges(
-        _scatter,
-        N * C,
-        (dout, indices, dx, True, dout.dtype.type(0), bad),
-        nbytes=dout.nbytes + indices.nbytes + dx.nbytes,
-    )
+    bad = _scatter(dout, indices, dx, True)
     _report_bad(bad, indices, H, W, "input")
     return dx
 
@@ -326,13 +371,7 @@ def maxunpool2d_forward(x, indices, output_size, out=None):
     N, C = x.shape[:2]
     shape = (N, C, H_out, W_out)
     out = output_array(out, shape, x.dtype, inputs=(x, indices))
-    bad = np.full(N * C, -1, dtype=np.int64)
-    run_ranges(
-        _scatter,
-        N * C,
-        (x, indices, out, False, x.dtype.type(0), bad),
-        nbytes=x.nbytes + indices.nbytes + out.nbytes,
-    )
+    bad = _scatter(x, indices, out, False)
     _report_bad(bad, indices, H_out, W_out, "output")
     return out
 
