@@ -150,3 +150,28 @@ def test_ranges_cover_every_item_once_and_raise_errors(monkeypatch):
 
     with pytest.raises(RuntimeError, match="part 0 failed"):
         _threads.run_ranges(fail, 8, (), nbytes=1)
+
+
+def test_the_threads_let_go_of_a_finished_task(monkeypatch):
+    """A worker that kept its last task's arguments kept a layer's array alive
+    until its next task: a whole activation map more at a training step's peak."""
+    import weakref
+
+    monkeypatch.setattr(_threads, "RANGES_MIN_BYTES", 0)
+    arr = np.zeros(64)
+    ref = weakref.ref(arr)
+    _threads.run_ranges(lambda a, lo, hi: a[lo:hi].fill(1.0), 8, (arr,), nbytes=1)
+    assert arr.sum() == 8
+    del arr
+    assert ref() is None, "a pool thread still holds the array"
+
+    arr = np.zeros(4)
+    ref = weakref.ref(arr)
+
+    def work(i):  # a closure over the array, as a convolution's parts are
+        arr[i] = i
+        return i
+
+    _threads.run_parts(work, [(i,) for i in range(4)])
+    del arr, work
+    assert ref() is None, "a pool thread still holds the closure"
