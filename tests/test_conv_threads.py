@@ -165,13 +165,16 @@ def test_the_threads_let_go_of_a_finished_task(monkeypatch):
     del arr
     assert ref() is None, "a pool thread still holds the array"
 
+    def closure_over(array):  # as a convolution's parts are
+        def work(i):
+            array[i] = i
+            return i
+
+        return work
+
     arr = np.zeros(4)
     ref = weakref.ref(arr)
-
-    def work(i):  # a closure over the array, as a convolution's parts are
-        arr[i] = i
-        return i
-
-    _threads.run_parts(work, [(i,) for i in range(4)])
-    del arr, work
+    _threads.run_parts(closure_over(arr), [(i,) for i in range(4)])
+    np.testing.assert_array_equal(arr, np.arange(4))
+    del arr
     assert ref() is None, "a pool thread still holds the closure"
