@@ -19,20 +19,27 @@ Usage::
    variance as detectors of wrong pixels, expected calibration error and the
    reliability bins (:class:`npsegnet.uncertainty.UncertaintyMetrics`). The
    weight-averaged pass is given the same measures with its own softmax
-   entropy (its variance is 0).
+   entropy (its variance is 0). The sums so far are saved every
+   ``--save-every`` images (``<out>/score_state.npz``) and a later start with
+   the same weights and options continues from them, with the same result.
 3. **Time** one image for each ``T`` of ``--time-samples`` with
    :func:`npsegnet.uncertainty.mc_dropout` (median of ``--repeat``), against
    one weight-averaged pass.
 
-Writes ``--json`` (default ``docs/data/bayesian.json``) and prints a
-summary. Sampling ``T = 50`` over the 101 val images at 360x480 is about an
-hour on 2 cores.
+Writes ``--json`` (default ``docs/data/bayesian.json``), draws the
+accuracy-against-T curve and the reliability diagrams of weight averaging and
+of MC at the largest ``--uncertainty-at`` into ``--figures`` (default
+``docs/img``), and prints a summary; ``--redraw`` only draws the figures and
+prints the summary of an existing ``--json``. Sampling ``T = 50`` over the
+101 val images at 360x480 is about an hour on 2 cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import pickle
 import subprocess
 import sys
 import time
@@ -89,6 +96,29 @@ def train(args) -> float | None:
     return time.perf_counter() - t0
 
 
+def _save_state(path: Path, key: dict, done: int, metrics: tuple) -> None:
+    """The scoring's accumulators after ``done`` images, written atomically."""
+    from npsegnet.checkpoint import atomic_savez
+
+    blob = pickle.dumps((done, metrics), protocol=pickle.HIGHEST_PROTOCOL)
+    atomic_savez(
+        path,
+        {"key": np.array(json.dumps(key, sort_keys=True)),
+         "state": np.frombuffer(blob, np.uint8)},
+    )  # fmt: skip
+
+
+def _load_state(path: Path, key: dict):
+    """``(done, metrics)`` saved for the same ``key``, else None."""
+    if not path.is_file():
+        return None
+    with np.load(path) as f:
+        if str(f["key"]) != json.dumps(key, sort_keys=True):
+            print(f"{path} is of another scoring (weights or options): ignored")
+            return None
+        return pickle.loads(f["state"].tobytes())  # our own file, written above
+
+
 def score(model, transform, data, args) -> dict:
     """Weight averaging and MC dropout after each T, over ``data``."""
     from npsegnet.metrics import SegmentationMetrics
@@ -107,7 +137,24 @@ def score(model, transform, data, args) -> dict:
     unc = {t: UncertaintyMetrics(K, ignore) for t in sorted(at)}
     wa = SegmentationMetrics(K, ignore)
     wa_unc = UncertaintyMetrics(K, ignore)
-    for i in range(len(data)):
+    # Sampling T = 50 over val takes hours on a slow machine: the sums so far
+    # are saved every few images and a later start continues from them. Each
+    # image's masks are seeded by (seed, image), so that is the same result.
+    key = {
+        "samples": list(Ts),
+        "uncertainty_at": sorted(at),
+        "seed": args.seed,
+        "scale": args.scale,
+        "images": len(data),
+        "weights": hashlib.sha256((args.out / "latest.npz").read_bytes()).hexdigest(),
+    }
+    state_path = args.out / "score_state.npz"
+    start = 0
+    saved = _load_state(state_path, key)
+    if saved is not None:
+        start, (mc, unc, wa, wa_unc) = saved
+        print(f"continuing the scoring at image {start + 1}/{len(data)}", flush=True)
+    for i in range(start, len(data)):
         image, label = data[i]
         x = transform(image[None]).astype(model.dtype, copy=False)
         y = label[None]
@@ -135,6 +182,8 @@ def score(model, transform, data, args) -> dict:
                             mean, variance, predictive_entropy(mean), labels, done
                         )
                         unc[done].update(result, y)
+        if (i + 1) % args.save_every == 0 and i + 1 < len(data):
+            _save_state(state_path, key, i + 1, (mc, unc, wa, wa_unc))
         if (i + 1) % 10 == 0:
             print(f"scored {i + 1}/{len(data)} images", flush=True)
     return {
@@ -169,10 +218,48 @@ def timing(model, transform, data, args) -> dict:
     return out
 
 
+def draw_figures(result: dict, folder: Path) -> list[Path]:
+    """The curve of accuracy against T and the reliability diagrams, as PNGs."""
+    from npsegnet.viz import plot_accuracy_vs_samples, plot_reliability
+
+    scores = result["scores"]
+    Ts = sorted(int(t) for t in scores["mc"])
+    keys = METRICS[:3]
+    curve = {
+        "samples": Ts,
+        "mc": {k: [scores["mc"][str(t)][k] for t in Ts] for k in keys},
+        "weight_averaging": {k: scores["weight_averaging"][k] for k in keys},
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = {"bayesian_accuracy_vs_samples.png": plot_accuracy_vs_samples(curve)}
+    with_unc = [t for t in Ts if "uncertainty" in scores["mc"][str(t)]]
+    wa = scores["weight_averaging"]["uncertainty"]["reliability"]
+    figures["bayesian_reliability_wa.png"] = plot_reliability(wa, "weight averaging")
+    if with_unc:
+        t = with_unc[-1]
+        mc = scores["mc"][str(t)]["uncertainty"]["reliability"]
+        figures["bayesian_reliability_mc.png"] = plot_reliability(
+            mc, f"MC dropout, T = {t}"
+        )
+    paths = []
+    for name, fig in figures.items():
+        fig.savefig(folder / name)
+        paths.append(folder / name)
+    return paths
+
+
+def summary(result: dict) -> None:
+    scores = result["scores"]
+    wa = scores["weight_averaging"]
+    print("weight averaging:", " / ".join(f"{100 * wa[k]:.1f}" for k in METRICS))
+    for t, m in scores["mc"].items():
+        print(f"T={t:>3}:", " / ".join(f"{100 * m[k]:.1f}" for k in METRICS[:3]))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "camvid")
-    parser.add_argument("--init-weights", type=Path, required=True)
+    parser.add_argument("--init-weights", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bayesian")
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--epochs", type=int, default=5)
@@ -187,9 +274,32 @@ def main(argv=None) -> int:
     parser.add_argument("--time-samples", type=_ints, default=_ints("1,2,5,10,20,50"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
+        "--save-every",
+        type=int,
+        default=5,
+        help="save the scoring's sums every N images (<out>/score_state.npz); "
+        "a later start continues from them",
+    )
+    parser.add_argument(
         "--json", type=Path, default=ROOT / "docs" / "data" / "bayesian.json"
     )
+    parser.add_argument("--figures", type=Path, default=ROOT / "docs" / "img")
+    parser.add_argument(
+        "--redraw",
+        action="store_true",
+        help="only draw the figures of an existing --json and print its summary",
+    )
     args = parser.parse_args(argv)
+    if args.redraw:
+        if not args.json.is_file():
+            parser.error(f"--redraw: no such file {args.json}")
+        result = json.loads(args.json.read_text())
+        for path in draw_figures(result, args.figures):
+            print("drew", path)
+        summary(result)
+        return 0
+    if args.init_weights is None:
+        parser.error("--init-weights is required (unless --redraw)")
     if not args.init_weights.is_file():
         parser.error(f"--init-weights: no such file {args.init_weights}")
 
@@ -211,10 +321,10 @@ def main(argv=None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
     print("wrote", args.json)
-    wa = result["scores"]["weight_averaging"]
-    print("weight averaging:", " / ".join(f"{100 * wa[k]:.1f}" for k in METRICS))
-    for t, m in result["scores"]["mc"].items():
-        print(f"T={t:>3}:", " / ".join(f"{100 * m[k]:.1f}" for k in METRICS[:3]))
+    (args.out / "score_state.npz").unlink(missing_ok=True)
+    for path in draw_figures(result, args.figures):
+        print("drew", path)
+    summary(result)
     return 0
 
 
