@@ -248,12 +248,35 @@ def draw_figures(result: dict, folder: Path) -> list[Path]:
     return paths
 
 
+def markdown(result: dict) -> str:
+    """The table of docs/results.md: one row for weight averaging, one per T."""
+    scores, seconds = result["scores"], result["seconds_per_image"]
+
+    def row(name: str, m: dict, t: str | None) -> str:
+        cells = [f"{100 * m[k]:.1f}" if m.get(k) is not None else "" for k in METRICS]
+        u = m.get("uncertainty")
+        cells += (
+            [f"{u['auroc_entropy']:.3f}",
+             "" if t is None else f"{u['auroc_variance']:.3f}",
+             f"{100 * u['ece']:.2f}"]
+            if u else ["", "", ""]
+        )  # fmt: skip
+        s = seconds.get("weight_averaging" if t is None else t)
+        cells.append("" if s is None else f"{s:.2f}")
+        return f"| {name} | " + " | ".join(cells) + " |"
+
+    head = (
+        "| prediction | G | C | mIoU | BF | AUROC entropy | AUROC variance "
+        "| ECE % | s/image |\n|" + "---|" * 9
+    )
+    lines = [head, row("weight averaging (1 pass)", scores["weight_averaging"], None)]
+    for t, m in sorted(scores["mc"].items(), key=lambda kv: int(kv[0])):
+        lines.append(row(f"MC, T = {t}", m, t))
+    return "\n".join(lines)
+
+
 def summary(result: dict) -> None:
-    scores = result["scores"]
-    wa = scores["weight_averaging"]
-    print("weight averaging:", " / ".join(f"{100 * wa[k]:.1f}" for k in METRICS))
-    for t, m in scores["mc"].items():
-        print(f"T={t:>3}:", " / ".join(f"{100 * m[k]:.1f}" for k in METRICS[:3]))
+    print(markdown(result))
 
 
 def main(argv=None) -> int:
