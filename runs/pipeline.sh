@@ -6,15 +6,17 @@
 # 2. SegNet-Basic finished at 360x480 from stage 1's weights, 15 epochs
 # 3. Bayesian SegNet-Basic from stage 2's weights, 5 epochs at 360x480, then
 #    MC dropout against weight averaging on val (benchmarks/bayesian.py)
-# Stages 2 and 3 run a snapshot of $SNAP_COMMIT (default: the commit that last
-# changed this script: 2026-12-02, with the threaded convolutions and the
-# batch-norm sums that vectorise) from its own
-# folder, so work-tree edits never reach them.
+# Stages 2 and 3 run a snapshot of $SNAP_COMMIT (default: 860afac, 2026-12-02,
+# with the threaded convolutions and the batch-norm sums that vectorise; the
+# package that trained them, so a resumed stage replays bit for bit) from its
+# own folder, so work-tree edits never reach them. Stage 3's script is the
+# work tree's benchmarks/bayesian.py (run on the snapshot's package), whose
+# scoring continues where it stopped (runs/bayesian/score_state.npz).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 # CamVid from $NPSEGNET_CAMVID, else ../shared/camvid beside the checkout
 DATA=$(cd "${NPSEGNET_CAMVID:-$REPO/../shared/camvid}" && pwd)
-SNAP_COMMIT=${SNAP_COMMIT:-$(git -C $REPO log -n1 --format=%H -- runs/pipeline.sh 2>/dev/null || git -C $REPO rev-parse HEAD)}
+SNAP_COMMIT=${SNAP_COMMIT:-860afac}
 SNAP=$(cd "$REPO/.." && pwd)/snap_pipeline
 echo -10 > /proc/self/autogroup 2>/dev/null || true
 # stage 1 (if a stage-1 training is running already, from an earlier start of
@@ -41,7 +43,8 @@ fi
 # stage 3
 BAYES_JSON=$REPO/runs/bayesian/bayesian.json
 if [ ! -f $BAYES_JSON ]; then
-  $RUN $SNAP/benchmarks/bayesian.py --data "$DATA" --json $BAYES_JSON \
-    --init-weights $FULL/latest.npz --out $REPO/runs/bayesian --scale 1.0 --epochs 5 --lr 0.01
+  $RUN $REPO/benchmarks/bayesian.py --data "$DATA" --json $BAYES_JSON \
+    --init-weights $FULL/latest.npz --out $REPO/runs/bayesian --scale 1.0 --epochs 5 --lr 0.01 \
+    --figures $REPO/runs/bayesian/img --save-every 1
 fi
 echo "pipeline done: runs/sb_long_full, runs/bayesian ($BAYES_JSON)"
