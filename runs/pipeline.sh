@@ -12,6 +12,9 @@
 # own folder, so work-tree edits never reach them. Stage 3's script is the
 # work tree's benchmarks/bayesian.py (run on the snapshot's package), whose
 # scoring continues where it stopped (runs/bayesian/score_state.npz).
+# All three stages are done (2026-12-02): their weights ship in
+# npsegnet/weights/ and the checkpoints were dropped from the tree, so a new
+# start would train again from scratch; the histories stay as records.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 # CamVid from $NPSEGNET_CAMVID, else ../shared/camvid beside the checkout
