@@ -13,8 +13,10 @@
 # work tree's benchmarks/bayesian.py (run on the snapshot's package), whose
 # scoring continues where it stopped (runs/bayesian/score_state.npz).
 # All three stages are done (2026-12-02): their weights ship in
-# npsegnet/weights/ and the checkpoints were dropped from the tree, so a new
-# start would train again from scratch; the histories stay as records.
+# npsegnet/weights/ and the checkpoints were dropped from the tree; the
+# histories and metrics stay as records. This script is kept as the record of
+# how the runs were made: in a fresh clone it would skip stages 1 and 2 (their
+# histories say done) and stop at stage 3, whose checkpoint is gone.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 # CamVid from $NPSEGNET_CAMVID, else ../shared/camvid beside the checkout
