@@ -16,6 +16,10 @@ COMMANDS = {
     "train": ("npsegnet.train", "train SegNet-Basic or SegNet"),
     "evaluate": ("npsegnet.evaluate", "evaluate a checkpoint: G, C, mIoU, BF"),
     "predict": ("npsegnet.predict", "write colour-coded label PNGs for images"),
+    "balance": (
+        "npsegnet.balance",
+        "trade C against G: undo part of the class weighting in the bias",
+    ),
     "bench": ("npsegnet.bench", "time npsegnet against PyTorch in one run"),
 }
 

@@ -143,6 +143,8 @@ def _run(args) -> int:
     h, w = dataset.image_size
     result["resolution"] = [int(h), int(w)]
     result["bn_statistics"] = _bn_provenance(config)
+    shifted = config.get("prior_shift")
+    result["prior_shift_tau"] = None if shifted is None else float(shifted["tau"])
     how = (
         f"Monte-Carlo dropout, {args.mc_samples} samples"
         if args.mc_samples
@@ -153,6 +155,11 @@ def _run(args) -> int:
         f"({result['num_images']} images scored at {h}x{w}; batch-norm "
         f"statistics {result['bn_statistics']})"
     )
+    if shifted is not None:
+        title += (
+            f"; class-weighting prior shifted by tau = {shifted['tau']:g} "
+            f"(npsegnet balance, chosen on {shifted.get('chosen_on', '?')})"
+        )
     print(format_metrics(result, title))
     if args.json:
         out = Path(args.json)

@@ -5,7 +5,10 @@ exists: building it back from a checkpoint or a weights file
 (:func:`load_for_inference`), the input normalisation it was trained with
 (:func:`resolve_normalization`), the per-pixel argmax
 (:func:`predict_labels`), a pass over a data set with the paper's metrics
-(:func:`evaluate_model`) and their text report (:func:`format_metrics`).
+(:func:`evaluate_model`) and their text report (:func:`format_metrics`);
+and the one post-training change a user may want, undoing part of the loss's
+class weighting in the classifier's bias (:func:`shift_class_priors`,
+scored for several strengths at once by :func:`evaluate_prior_shifts`).
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from .errors import UsageError
 
 __all__ = [
     "evaluate_model",
+    "evaluate_prior_shifts",
     "format_metrics",
     "load_for_inference",
     "predict_labels",
+    "prior_shift",
     "resolve_normalization",
+    "shift_class_priors",
 ]
 
 METRIC_LABELS = (
@@ -210,6 +216,160 @@ def evaluate_model(
         result["mc_samples"] = int(mc_samples)
         result["uncertainty"] = spread.compute()
     return result
+
+
+# -- prior shift: undoing part of the class weighting -------------------------
+def prior_shift(class_weights, tau: float) -> np.ndarray:
+    """The change of the classifier's bias that undoes ``tau`` of the weighting.
+
+    A softmax trained with class weights ``w`` (median frequency balancing)
+    learns, at its optimum, scores whose softmax is proportional to
+    ``w_c p(c | x)``: the weights act as a prior that favours rare classes.
+    Adding ``-tau log w_c`` to class ``c``'s score removes a fraction ``tau``
+    of that prior: ``tau = 0`` keeps the weighted decision (the paper's, which
+    favours class-average accuracy C), ``tau = 1`` gives the decision of the
+    unweighted posterior (which favours global accuracy G); values between
+    trade one for the other, like training with weights ``w ** (1 - tau)``
+    but without retraining. A class of weight 0 (never seen in training) is
+    left alone.
+
+    Parameters
+    ----------
+    class_weights : array-like of shape (K,), >= 0
+    tau : float
+
+    Returns
+    -------
+    ndarray of shape (K,), float64
+    """
+    w = np.asarray(class_weights, dtype=np.float64)
+    if w.ndim != 1 or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(
+            f"class_weights must be a 1-D array of finite weights >= 0, got {w!r}"
+        )
+    if not np.isfinite(tau):
+        raise ValueError(f"tau must be finite, got {tau}")
+    shift = np.zeros_like(w)
+    seen = w > 0
+    shift[seen] = -float(tau) * np.log(w[seen])
+    return shift
+
+
+def shift_class_priors(model, class_weights, tau: float, applied: float = 0.0):
+    """Move the classifier's bias so that ``tau`` of the weighting is undone.
+
+    Parameters
+    ----------
+    model : a segmentation model whose ``head`` is a convolution with a bias
+    class_weights : array-like of shape (K,)
+        The weights of the loss the model was trained with.
+    tau : float
+        The fraction to undo, counted from the trained model (see
+        :func:`prior_shift`).
+    applied : float
+        The fraction already undone in ``model`` (a file written with a shift
+        records it), so that ``tau`` is absolute: ``tau = 0`` restores the
+        trained bias.
+
+    Returns
+    -------
+    model
+        The same model, its head's bias changed in place.
+    """
+    bias = _head_bias(model)
+    if len(class_weights) != bias.shape[0]:
+        raise ValueError(
+            f"{len(class_weights)} class weights for a model of {bias.shape[0]} classes"
+        )
+    bias += prior_shift(class_weights, tau - applied).astype(bias.dtype)
+    return model
+
+
+def _head_bias(model) -> np.ndarray:
+    head = getattr(model, "head", None)
+    params = getattr(head, "params", None) or {}
+    if "bias" not in params:
+        raise UsageError(
+            f"{getattr(model, 'name', type(model).__name__)} has no classifier "
+            "with a bias after its decoder, so there is no prior to shift"
+        )
+    return params["bias"]
+
+
+def evaluate_prior_shifts(
+    model,
+    dataset,
+    transform,
+    class_weights,
+    taus,
+    applied: float = 0.0,
+    batch_size: int = 4,
+    progress: bool = False,
+) -> list[dict]:
+    """Score the model for several prior shifts in one pass over ``dataset``.
+
+    The network runs once per batch; each ``tau`` only adds its
+    :func:`prior_shift` to the scores before the argmax. A model written with
+    :func:`shift_class_priors` at one of these ``tau`` predicts the same
+    labels up to float32 rounding (there the shift is added to the bias,
+    before the sum over channels, not after it).
+
+    Parameters
+    ----------
+    model, dataset, transform, batch_size, progress
+        As :func:`evaluate_model`.
+    class_weights : array-like of shape (K,)
+    taus : sequence of float
+    applied : float
+        The shift already in ``model`` (see :func:`shift_class_priors`).
+
+    Returns
+    -------
+    list of dict
+        One :meth:`~npsegnet.metrics.SegmentationMetrics.compute` result per
+        ``tau``, in order, each with ``tau`` and ``class_names`` added.
+    """
+    from tqdm import tqdm
+
+    from .data import batches
+    from .metrics import SegmentationMetrics
+
+    taus = [float(t) for t in taus]
+    _head_bias(model)  # a clear error before the pass, not after it
+    shifts = [
+        prior_shift(class_weights, t - applied).astype(model.dtype)[None, :, None, None]
+        for t in taus
+    ]
+    metrics = [
+        SegmentationMetrics(dataset.num_classes, dataset.ignore_index) for _ in taus
+    ]
+    was_training = model.training
+    model.eval()
+    try:
+        with tqdm(
+            total=len(dataset),
+            desc="prior shifts",
+            unit="img",
+            file=sys.stderr,
+            disable=None if progress else True,
+            leave=False,
+        ) as bar:
+            for x, y in batches(dataset, batch_size, shuffle=False):
+                logits = model.forward(
+                    transform(x).astype(model.dtype, copy=False), keep_cache=False
+                )
+                for shift, m in zip(shifts, metrics, strict=True):
+                    m.update((logits + shift).argmax(axis=1), y)
+                bar.update(len(x))
+    finally:
+        model.train(was_training)
+    results = []
+    for t, m in zip(taus, metrics, strict=True):
+        result = m.compute()
+        result["tau"] = t
+        result["class_names"] = list(dataset.class_names)
+        results.append(result)
+    return results
 
 
 def format_metrics(result: dict, title: str = "") -> str:
