@@ -136,8 +136,8 @@ def run(args) -> int:
 
 def _run(args) -> int:
     from .data import make_dataset, make_transform
-    from .evaluate import _data_for_evaluation
     from .inference import (
+        data_for_evaluation,
         evaluate_prior_shifts,
         format_metrics,
         load_for_inference,
@@ -161,7 +161,7 @@ def _run(args) -> int:
         raise UsageError(f"the folder of --out {args.out!r} does not exist")
     model, config = load_for_inference(args.checkpoint)
     transform = make_transform(resolve_normalization(config, None))
-    data = _data_for_evaluation(config, args.data)
+    data = data_for_evaluation(config, args.data)
     scale = args.scale
     if scale is None and data["kind"] == "camvid":
         scale = 1.0

@@ -22,6 +22,7 @@ from .config import set_threads
 from .data import LRN_PARAMS, SYNTHETIC_SEEDS, make_dataset, make_transform  # noqa: F401
 from .errors import UsageError, guarded
 from .inference import (  # noqa: F401 (predict_labels: re-exported)
+    data_for_evaluation,
     evaluate_model,
     format_metrics,
     load_for_inference,
@@ -85,17 +86,6 @@ def add_arguments(parser) -> None:
     )
 
 
-def _data_for_evaluation(config: dict, data_path):
-    data = config.get("data")
-    if data is not None:
-        return data
-    if data_path is None:
-        raise UsageError(
-            "this weights file does not record its training data; pass --data PATH"
-        )
-    return {"kind": "camvid", "root": str(data_path), "scale": 1.0}
-
-
 def run(args) -> int:
     """Entry point of ``npsegnet evaluate``."""
     return guarded(_run, args)
@@ -111,7 +101,7 @@ def _run(args) -> int:
         raise UsageError(f"--mc-samples must be >= 1, got {args.mc_samples}")
     model, config = load_for_inference(args.checkpoint)
     transform = make_transform(resolve_normalization(config, args.normalization))
-    data = _data_for_evaluation(config, args.data)
+    data = data_for_evaluation(config, args.data)
     # CamVid is scored at the paper's 360x480 unless asked otherwise, even for
     # a model trained at another resolution: that is what the paper reports.
     scale = args.scale

@@ -20,6 +20,7 @@ import numpy as np
 from .errors import UsageError
 
 __all__ = [
+    "data_for_evaluation",
     "evaluate_model",
     "evaluate_prior_shifts",
     "format_metrics",
@@ -73,6 +74,22 @@ def load_for_inference(path) -> tuple[object, dict]:
         extra = meta.get("metadata") or meta.get("extra") or {}
         config.update({k: v for k, v in extra.items() if k not in config})
     return model.eval(), config
+
+
+def data_for_evaluation(config: dict, data_path) -> dict:
+    """The ``data`` entry to score a saved model on.
+
+    The data the model was trained on, as its config records it; for a
+    weights file that does not record it, CamVid at ``data_path`` (360×480).
+    """
+    data = config.get("data")
+    if data is not None:
+        return data
+    if data_path is None:
+        raise UsageError(
+            "this weights file does not record its training data; pass --data PATH"
+        )
+    return {"kind": "camvid", "root": str(data_path), "scale": 1.0}
 
 
 def resolve_normalization(config: dict, override: str | None) -> dict:
