@@ -14,6 +14,7 @@ scored for several strengths at once by :func:`evaluate_prior_shifts`).
 from __future__ import annotations
 
 import sys
+from contextlib import closing
 
 import numpy as np
 
@@ -142,10 +143,42 @@ def predict_labels(model, x: np.ndarray, transform) -> np.ndarray:
     -------
     ndarray of shape (N, H, W), int64
     """
-    logits = model.forward(
-        transform(x).astype(model.dtype, copy=False), keep_cache=False
-    )
-    return logits.argmax(axis=1)
+    return _scores(model, x, transform).argmax(axis=1)
+
+
+def _scores(model, x: np.ndarray, transform) -> np.ndarray:
+    """The logits of a batch, shape (N, K, H, W), inference only (no cache)."""
+    return model.forward(transform(x).astype(model.dtype, copy=False), keep_cache=False)
+
+
+def _eval_batches(model, dataset, batch_size: int, progress: bool, desc: str):
+    """Yield ``(x, y)`` batches of ``dataset`` in order, ``model`` in eval mode.
+
+    The model's mode is restored when the loop ends; wrap the generator in
+    :func:`contextlib.closing` so that it is restored at once when the loop
+    is left by an error too. A tqdm bar on stderr counts the images when
+    ``progress`` is on.
+    """
+    from tqdm import tqdm
+
+    from .data import batches
+
+    was_training = model.training
+    model.eval()
+    try:
+        with tqdm(
+            total=len(dataset),
+            desc=desc,
+            unit="img",
+            file=sys.stderr,
+            disable=None if progress else True,
+            leave=False,
+        ) as bar:
+            for x, y in batches(dataset, batch_size, shuffle=False):
+                yield x, y
+                bar.update(len(x))
+    finally:
+        model.train(was_training)
 
 
 def evaluate_model(
@@ -189,9 +222,6 @@ def evaluate_model(
         AUROC of entropy and of variance as detectors of wrong pixels, the
         expected calibration error and the reliability bins).
     """
-    from tqdm import tqdm
-
-    from .data import batches
     from .metrics import SegmentationMetrics
     from .uncertainty import UncertaintyMetrics, mc_dropout
 
@@ -203,30 +233,16 @@ def evaluate_model(
         if mc_samples
         else None
     )
-    was_training = model.training
-    model.eval()
-    try:
-        bar = tqdm(
-            total=len(dataset),
-            desc=desc,
-            unit="img",
-            file=sys.stderr,
-            disable=None if progress else True,
-            leave=False,
-        )
-        with bar:
-            for i, (x, y) in enumerate(batches(dataset, batch_size, shuffle=False)):
-                if spread is None:
-                    metrics.update(predict_labels(model, x, transform), y)
-                else:
-                    # a seed per batch: the result does not depend on batching
-                    # order elsewhere, and each batch draws fresh masks
-                    res = mc_dropout(model, transform(x), mc_samples, seed=[seed, i])
-                    metrics.update(res.labels, y)
-                    spread.update(res, y)
-                bar.update(len(x))
-    finally:
-        model.train(was_training)
+    with closing(_eval_batches(model, dataset, batch_size, progress, desc)) as run:
+        for i, (x, y) in enumerate(run):
+            if spread is None:
+                metrics.update(predict_labels(model, x, transform), y)
+            else:
+                # a seed per batch: the result does not depend on batching
+                # order elsewhere, and each batch draws fresh masks
+                res = mc_dropout(model, transform(x), mc_samples, seed=[seed, i])
+                metrics.update(res.labels, y)
+                spread.update(res, y)
     result = metrics.compute()
     result["class_names"] = list(dataset.class_names)
     if spread is not None:
@@ -346,9 +362,6 @@ def evaluate_prior_shifts(
         One :meth:`~npsegnet.metrics.SegmentationMetrics.compute` result per
         ``tau``, in order, each with ``tau`` and ``class_names`` added.
     """
-    from tqdm import tqdm
-
-    from .data import batches
     from .metrics import SegmentationMetrics
 
     taus = [float(t) for t in taus]
@@ -360,26 +373,12 @@ def evaluate_prior_shifts(
     metrics = [
         SegmentationMetrics(dataset.num_classes, dataset.ignore_index) for _ in taus
     ]
-    was_training = model.training
-    model.eval()
-    try:
-        with tqdm(
-            total=len(dataset),
-            desc="prior shifts",
-            unit="img",
-            file=sys.stderr,
-            disable=None if progress else True,
-            leave=False,
-        ) as bar:
-            for x, y in batches(dataset, batch_size, shuffle=False):
-                logits = model.forward(
-                    transform(x).astype(model.dtype, copy=False), keep_cache=False
-                )
-                for shift, m in zip(shifts, metrics, strict=True):
-                    m.update((logits + shift).argmax(axis=1), y)
-                bar.update(len(x))
-    finally:
-        model.train(was_training)
+    desc = "prior shifts"
+    with closing(_eval_batches(model, dataset, batch_size, progress, desc)) as run:
+        for x, y in run:
+            logits = _scores(model, x, transform)
+            for shift, m in zip(shifts, metrics, strict=True):
+                m.update((logits + shift).argmax(axis=1), y)
     results = []
     for t, m in zip(taus, metrics, strict=True):
         result = m.compute()

@@ -223,3 +223,21 @@ def test_balance_refuses_a_model_trained_without_weighting(tmp_path, capsys):
     capsys.readouterr()
     assert main(["balance", "--checkpoint", str(out / "latest.npz")]) == 2
     assert "without class weighting" in capsys.readouterr().err
+
+
+def test_scoring_restores_the_model_mode_after_success_and_error():
+    data = SyntheticShapes(num_images=2, image_size=(16, 16), seed=0)
+    model = _tiny_model("float32").train()
+    evaluate_prior_shifts(model, data, make_transform({"kind": "none"}), [1] * 3, [0])
+    assert model.training
+
+    def wrong_channels(x):
+        return x[:, :2]
+
+    for score in (
+        lambda: evaluate_prior_shifts(model, data, wrong_channels, [1] * 3, [0]),
+        lambda: evaluate_model(model, data, wrong_channels),
+    ):
+        with pytest.raises(ValueError):
+            score()
+        assert model.training
