@@ -5,6 +5,9 @@
 # snapshot (git archive of 984076f, the commit that shipped those weights)
 # from its own folder beside the checkout, so work-tree edits never reach it.
 # Continue with: runs/sb_long_full2.sh --resume
+# The shipped file now also carries a prior shift (tau 0.5, npsegnet balance);
+# the snapshot's file is the one before it (tau 0). After this stage, choose
+# tau again on val: npsegnet balance --checkpoint runs/sb_long_full2/model.npz ...
 # CamVid comes from $NPSEGNET_CAMVID, else ../shared/camvid beside the checkout.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
