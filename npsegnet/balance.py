@@ -36,8 +36,6 @@ from .errors import UsageError, guarded
 __all__ = ["add_arguments", "class_weights_of", "run"]
 
 DEFAULT_TAUS = (0.0, 0.25, 0.5, 0.75, 1.0)
-# what a written weights file keeps besides the shift (as train's model.npz)
-METADATA_KEYS = ("normalization", "class_names", "num_classes", "ignore_index", "data")
 
 
 def add_arguments(parser) -> None:
@@ -79,14 +77,15 @@ def add_arguments(parser) -> None:
 
 
 def class_weights_of(
-    config: dict, data_path=None, scale=None
+    config: dict, data: dict, data_path=None
 ) -> tuple[list, float, str]:
     """The class weights a saved model was trained with, and the shift it holds.
 
     A training checkpoint records its weights; a file written by ``balance``
     records them with its shift; for any other weights file they are
-    recomputed (median frequency over the training split of its data), as
-    ``train`` computes them.
+    recomputed (median frequency over the training split of ``data``, the
+    entry :func:`~npsegnet.inference.data_for_evaluation` resolves, at its
+    training scale), as ``train`` computes them.
 
     Returns
     -------
@@ -101,7 +100,7 @@ def class_weights_of(
         return (
             list(shifted["class_weights"]),
             float(shifted["tau"]),
-            ("as recorded with the shift in the weights file"),
+            "as recorded with the shift in the weights file",
         )
     if "class_weights" in config:
         if config["class_weights"] is None:
@@ -112,12 +111,7 @@ def class_weights_of(
         return list(config["class_weights"]), 0.0, "as recorded in the checkpoint"
     from .data import make_dataset, median_frequency_weights
 
-    data = config.get("data")
-    if data is None:
-        raise UsageError(
-            "this weights file does not record its training data; pass --data PATH"
-        )
-    train = make_dataset(data, "train", data_path=data_path, scale=scale)
+    train = make_dataset(data, "train", data_path=data_path, scale=data.get("scale"))
     weights = median_frequency_weights(train, train.num_classes, train.ignore_index)
     return (
         weights.tolist(),
@@ -137,6 +131,7 @@ def run(args) -> int:
 def _run(args) -> int:
     from .data import make_dataset, make_transform
     from .inference import (
+        WEIGHTS_METADATA_KEYS,
         data_for_evaluation,
         evaluate_prior_shifts,
         format_metrics,
@@ -165,7 +160,7 @@ def _run(args) -> int:
     scale = args.scale
     if scale is None and data["kind"] == "camvid":
         scale = 1.0
-    weights, applied, source = class_weights_of(config, args.data, data.get("scale"))
+    weights, applied, source = class_weights_of(config, data, args.data)
     dataset = make_dataset(data, args.split, data_path=args.data, scale=scale)
     if dataset.num_classes != model.num_classes or len(weights) != model.num_classes:
         raise UsageError(
@@ -195,7 +190,7 @@ def _run(args) -> int:
     if args.out is not None:
         tau = args.tau[0]
         shift_class_priors(model, weights, tau, applied=applied)
-        metadata = {k: config[k] for k in METADATA_KEYS if k in config}
+        metadata = {k: config[k] for k in WEIGHTS_METADATA_KEYS if k in config}
         metadata["prior_shift"] = {
             "tau": tau,
             "class_weights": weights,

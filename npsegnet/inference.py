@@ -32,6 +32,16 @@ __all__ = [
     "shift_class_priors",
 ]
 
+# What a weights file keeps of its training config: what inference needs to
+# know (train's model.npz, balance's output).
+WEIGHTS_METADATA_KEYS = (
+    "normalization",
+    "class_names",
+    "num_classes",
+    "ignore_index",
+    "data",
+)
+
 METRIC_LABELS = (
     ("global_accuracy", "G", "global accuracy"),
     ("class_average_accuracy", "C", "class average accuracy"),

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..config import set_threads
 from ..data import make_dataset, make_transform
-from ..inference import evaluate_model, format_metrics
+from ..inference import WEIGHTS_METADATA_KEYS, evaluate_model, format_metrics
 from .bn import recompute_bn_statistics
 from .config import TrainConfig, _augment, _config_to_json
 from .figures import save_figures
@@ -372,11 +372,10 @@ class _Run:
         """``model.npz``: the weights alone, with what inference needs to know."""
         from ..models import save_weights
 
-        keys = ("normalization", "class_names", "num_classes", "ignore_index", "data")
         save_weights(
             self.model,
             self.out / "model.npz",
-            metadata={k: self.config[k] for k in keys},
+            metadata={k: self.config[k] for k in WEIGHTS_METADATA_KEYS},
         )
 
 
