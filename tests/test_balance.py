@@ -149,7 +149,7 @@ def test_balance_command_table_file_and_record(run_dir, tmp_path, capsys):
     ckpt = run_dir / "latest.npz"
     target = tmp_path / "sweep.json"
     assert main(["balance", "--checkpoint", str(ckpt), "--tau", "0", "0.5", "1",
-                 "--json", str(target), "--threads", "1"]) == 0  # fmt: skip
+                 "--json", str(target)]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "class weights as recorded in the checkpoint" in printed
     doc = json.loads(target.read_text())
@@ -165,7 +165,7 @@ def test_balance_command_table_file_and_record(run_dir, tmp_path, capsys):
 
     out = tmp_path / "balanced.npz"
     assert main(["balance", "--checkpoint", str(ckpt), "--tau", "0.5", "--out",
-                 str(out), "--threads", "1"]) == 0  # fmt: skip
+                 str(out)]) == 0  # fmt: skip
     meta, state = read_weights(out)
     assert meta["metadata"]["prior_shift"] == {
         "tau": 0.5, "class_weights": recorded, "chosen_on": "val"
@@ -188,7 +188,7 @@ def test_balance_command_table_file_and_record(run_dir, tmp_path, capsys):
     # The written file counts tau from the trained model: --tau 0 restores it.
     back = tmp_path / "back.npz"
     assert main(["balance", "--checkpoint", str(out), "--tau", "0", "--out",
-                 str(back), "--threads", "1"]) == 0  # fmt: skip
+                 str(back)]) == 0  # fmt: skip
     assert "as recorded with the shift" in capsys.readouterr().out
     np.testing.assert_allclose(
         read_weights(back)[1]["classifier.bias"], bias,
