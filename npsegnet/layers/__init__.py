@@ -7,7 +7,7 @@ their input; :mod:`npsegnet.reference` holds the readable NumPy twins.
 
 from .base import Module
 from .batchnorm import BatchNorm2D
-from .conv import Conv2D
+from .conv import CONV_ALGORITHMS, Conv2D, set_conv_algorithm
 from .conv_transpose import ConvTranspose2D
 from .dropout import Dropout
 from .pool import MaxPool2D
@@ -17,6 +17,7 @@ from .unpool import MaxUnpool2D
 from .upsample import Upsample
 
 __all__ = [
+    "CONV_ALGORITHMS",
     "BatchNorm2D",
     "Conv2D",
     "ConvTranspose2D",
@@ -27,4 +28,5 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "Upsample",
     "Module",
+    "set_conv_algorithm",
 ]

@@ -9,7 +9,26 @@ import numpy as np
 from .._checks import check_float_array, check_positive_int
 from ..config import DEFAULT_DTYPE
 from ..kernels.conv import conv2d_backward, conv2d_forward
+from ..kernels.conv_fft import (
+    conv2d_fft_backward,
+    conv2d_fft_forward,
+    fft_tile_size,
+    weight_spectra,
+)
 from .base import Module, warn_renamed
+
+#: The values of ``Conv2D(algorithm=...)``.
+CONV_ALGORITHMS = ("auto", "gemm", "fft")
+# "auto" takes the FFT path from this kernel size and channel count on, for
+# outputs with at least FFT_MIN_PIXELS pixels. Measured (2-core AMD EPYC Zen 3,
+# batch 4, benchmarks in docs/benchmarks.md): 7x7 64->64 ran 2.8x (forward)
+# and 2.7x (backward) faster by FFT at 360x480, 2.4x / 2.0x at 90x120,
+# 1.6x / 1.8x at 45x60, and broke even at 23x30; the RGB layer (3 -> 64)
+# ran 0.46x / 0.77x, because its transforms of 64 outputs are not paid for
+# by a channel sum of 3.
+FFT_MIN_KERNEL = 5
+FFT_MIN_CHANNELS = 16
+FFT_MIN_PIXELS = 32 * 32
 
 
 class ConvCache(NamedTuple):
@@ -17,6 +36,7 @@ class ConvCache(NamedTuple):
 
     x: np.ndarray  # the forward input, (N, C_in, H, W)
     out_shape: tuple  # (N, C_out, H_out, W_out); dout must have it
+    spectra: object = None  # WeightSpectra of the FFT path, else None
 
 
 class Conv2D(Module):
@@ -54,6 +74,14 @@ class Conv2D(Module):
         input block ``g`` only; ``in_channels`` and ``out_channels`` must be
         divisible by it. The weight is ``(C_out, C_in / groups, k, k)``.
         ``groups = in_channels = out_channels`` is a depthwise convolution.
+    algorithm : {"auto", "gemm", "fft"}
+        How to compute it. ``"gemm"``: row-band matrix products
+        (:mod:`npsegnet.kernels.conv`); ``"fft"``: overlap-save FFT tiles
+        (:mod:`npsegnet.kernels.conv_fft`; ``groups = 1`` and
+        ``padding < kernel_size`` only); ``"auto"`` (default): FFT for
+        kernels of at least 5x5 between at least 16 channels on outputs of at
+        least 32x32 pixels, else GEMM (the measured rule beside
+        ``FFT_MIN_KERNEL`` in this module). Both agree to float32 rounding.
 
     Attributes
     ----------
@@ -106,6 +134,7 @@ class Conv2D(Module):
         dtype=DEFAULT_DTYPE,
         seed=None,
         groups=1,
+        algorithm="auto",
     ):
         super().__init__(dtype=dtype)
         if self.dtype.name not in ("float32", "float64"):
@@ -130,6 +159,7 @@ class Conv2D(Module):
                 raise ValueError(
                     f"{name} ({channels}) must be divisible by groups ({self.groups})"
                 )
+        self.algorithm = algorithm
         self.needs_input_grad = True
         rng = np.random.default_rng(seed)
         fan_in = self.in_channels // self.groups * k * k
@@ -144,6 +174,46 @@ class Conv2D(Module):
         if bias:
             self.add_param("bias", np.zeros(self.out_channels))
         self.cache: ConvCache | None = None
+
+    @property
+    def algorithm(self) -> str:
+        """``"auto"``, ``"gemm"`` or ``"fft"`` (see the class docstring)."""
+        return self._algorithm
+
+    @algorithm.setter
+    def algorithm(self, value) -> None:
+        if value not in CONV_ALGORITHMS:
+            raise ValueError(
+                f"algorithm must be one of {', '.join(CONV_ALGORITHMS)}, got {value!r}"
+            )
+        if value == "fft" and (self.groups != 1 or self.padding >= self.kernel_size):
+            raise ValueError(
+                "algorithm 'fft' needs groups = 1 and padding < kernel_size, got "
+                f"groups = {self.groups}, padding = {self.padding}, "
+                f"kernel_size = {self.kernel_size}"
+            )
+        self._algorithm = value
+
+    def algorithm_for(self, shape) -> str:
+        """The algorithm (``"gemm"`` or ``"fft"``) an input of ``shape`` runs.
+
+        Parameters
+        ----------
+        shape : tuple of int
+            ``(N, C_in, H, W)``.
+        """
+        if self._algorithm != "auto":
+            return self._algorithm
+        grow = 2 * self.padding - self.kernel_size + 1
+        pixels = (shape[2] + grow) * (shape[3] + grow)
+        fits = (
+            self.groups == 1
+            and self.padding < self.kernel_size
+            and self.kernel_size >= FFT_MIN_KERNEL
+            and min(self.in_channels, self.out_channels) >= FFT_MIN_CHANNELS
+            and pixels >= FFT_MIN_PIXELS
+        )
+        return "fft" if fits else "gemm"
 
     @property
     def need_dx(self) -> bool:
@@ -189,15 +259,24 @@ class Conv2D(Module):
                 f"x has C = {x.shape[1]} channels (shape {x.shape}) but the layer "
                 f"has in_channels = {self.in_channels}"
             )
-        out = conv2d_forward(
-            x,
-            self.weight,
-            self.bias,
-            self.padding,
-            **self._reused(out=self._output_spec(x)),
-            **self._groups_kwarg,
-        )
-        self.cache = ConvCache(x=x, out_shape=out.shape)
+        reused = self._reused(out=self._output_spec(x))
+        spectra = None
+        if self.algorithm_for(x.shape) == "fft":
+            grow = 2 * self.padding - self.kernel_size + 1
+            k = self.kernel_size
+            T = fft_tile_size(k, k, x.shape[2] + grow, x.shape[3] + grow)
+            # the weights' spectra serve the forward pass and, in training,
+            # the input gradient of the backward pass (the weights do not
+            # change in between)
+            spectra = weight_spectra(self.weight, T)
+            out = conv2d_fft_forward(
+                x, self.weight, self.bias, self.padding, spectra=spectra, **reused
+            )
+        else:
+            out = conv2d_forward(
+                x, self.weight, self.bias, self.padding, **reused, **self._groups_kwarg
+            )
+        self.cache = ConvCache(x=x, out_shape=out.shape, spectra=spectra)
         return out
 
     def _output_spec(self, x):
@@ -232,18 +311,30 @@ class Conv2D(Module):
                 f"{cache.out_shape}"
             )
         need_dx = self.needs_input_grad
-        dx, dweight, dbias = conv2d_backward(
-            dout,
-            cache.x,
-            self.weight,
-            self.padding,
-            need_dx=need_dx,
-            **self._reused(
-                dx=(cache.x.shape, self.dtype) if need_dx else None,
-                dweight=(self.weight.shape, self.dtype),
-            ),
-            **self._groups_kwarg,
+        reused = self._reused(
+            dx=(cache.x.shape, self.dtype) if need_dx else None,
+            dweight=(self.weight.shape, self.dtype),
         )
+        if cache.spectra is not None:
+            dx, dweight, dbias = conv2d_fft_backward(
+                dout,
+                cache.x,
+                self.weight,
+                self.padding,
+                need_dx=need_dx,
+                spectra=cache.spectra,
+                **reused,
+            )
+        else:
+            dx, dweight, dbias = conv2d_backward(
+                dout,
+                cache.x,
+                self.weight,
+                self.padding,
+                need_dx=need_dx,
+                **reused,
+                **self._groups_kwarg,
+            )
         self._grads["weight"] += dweight
         if "bias" in self._grads:
             self._grads["bias"] += dbias
@@ -251,8 +342,43 @@ class Conv2D(Module):
 
     def __repr__(self) -> str:
         groups = f", groups={self.groups}" if self.groups != 1 else ""
+        if self._algorithm != "auto":
+            groups += f", algorithm={self._algorithm!r}"
         return (
             f"Conv2D({self.in_channels}, {self.out_channels}, "
             f"kernel_size={self.kernel_size}, padding={self.padding}, "
             f"bias={'bias' in self._params}, dtype={self.dtype.name}{groups})"
         )
+
+
+def set_conv_algorithm(model, algorithm) -> int:
+    """Set ``algorithm`` on every :class:`Conv2D` of ``model``.
+
+    Parameters
+    ----------
+    model : Module
+        A layer or a model.
+    algorithm : {"auto", "gemm", "fft"}
+        ``"fft"`` is set only where the FFT path applies (``groups = 1``,
+        ``padding < kernel_size``); the other convolutions keep theirs.
+
+    Returns
+    -------
+    count : int
+        How many convolutions were set.
+    """
+    if algorithm not in CONV_ALGORITHMS:
+        raise ValueError(
+            f"algorithm must be one of {', '.join(CONV_ALGORITHMS)}, got {algorithm!r}"
+        )
+    count = 0
+    for module in model.modules():
+        if not isinstance(module, Conv2D):
+            continue
+        if algorithm == "fft" and (
+            module.groups != 1 or module.padding >= module.kernel_size
+        ):
+            continue
+        module.algorithm = algorithm
+        count += 1
+    return count

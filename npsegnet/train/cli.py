@@ -6,6 +6,7 @@ import sys
 from dataclasses import fields
 
 from ..errors import guarded
+from ..layers import CONV_ALGORITHMS
 from .config import (
     DEFAULT_EPOCHS,
     SYNTHETIC_KERNEL_SIZE,
@@ -134,6 +135,11 @@ def add_arguments(parser) -> None:
         help="also keep epoch_NNN.npz every N epochs",
     )  # fmt: skip
     g.add_argument("--threads", type=int, default=None, help="Numba threads")
+    g.add_argument(
+        "--conv-algorithm", choices=CONV_ALGORITHMS, default=d.conv_algorithm,
+        help="convolutions by row-band GEMMs, FFT tiles, or auto: FFT for the "
+        "7x7 64-channel layers (default: %(default)s)",
+    )  # fmt: skip
     g.add_argument(
         "--no-progress", dest="progress", action="store_false",
         help="no progress bars",

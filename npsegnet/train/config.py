@@ -58,6 +58,7 @@ DEFAULT_EPOCHS = 10
 #: checkpoint, so the resumed run is the same run).
 RESUMABLE_OVERRIDES = (
     "epochs", "threads", "progress", "save_every", "out", "figures", "val_every",
+    "conv_algorithm",
 )  # fmt: skip
 
 
@@ -124,6 +125,11 @@ class TrainConfig:
         and :data:`SYNTHETIC_KERNEL_SIZE` on the synthetic shapes.
     threads : int or None
         Numba threads; ``None`` uses all.
+    conv_algorithm : {"auto", "gemm", "fft"}
+        How the convolutions run (:class:`~npsegnet.layers.Conv2D`'s
+        ``algorithm``); the algorithms agree to float32 rounding, so a run
+        resumed with another one continues the same run, though not bit for
+        bit.
     progress : bool
         tqdm progress bars on stderr.
     save_every : int
@@ -181,6 +187,7 @@ class TrainConfig:
     channels: object = None
     kernel_size: int | None = None
     threads: int | None = None
+    conv_algorithm: str = "auto"
     progress: bool = True
     save_every: int = 0
     num_figure_images: int = 4

@@ -120,6 +120,7 @@ def run_model(cfg: TrainConfig, ckpt, num_classes: int):
     model_kwargs : dict
         JSON-ready constructor arguments, as stored in the config.
     """
+    from ..layers import set_conv_algorithm
     from ..models import build_model
 
     if ckpt is not None:
@@ -129,7 +130,9 @@ def run_model(cfg: TrainConfig, ckpt, num_classes: int):
     kw = dict(model_kwargs)
     if isinstance(kw.get("channels"), list):
         kw["channels"] = tuple(kw["channels"])
-    return build_model(cfg.model, **kw), model_kwargs
+    model = build_model(cfg.model, **kw)
+    set_conv_algorithm(model, cfg.conv_algorithm)
+    return model, model_kwargs
 
 
 def input_normalization(cfg: TrainConfig, ckpt, dataset) -> dict:
