@@ -55,7 +55,10 @@ def _npsegnet_case(kind: str, spec: RowSpec, rng) -> Case:
     if kind in ("conv7x7", "conv3x3"):
         n, c, h, w = shape
         k = spec.params["kernel"]
-        layer = _as_in_a_model(L.Conv2D(c, c, k, padding=k // 2, bias=True, seed=0))
+        algorithm = spec.params.get("algorithm", "auto")
+        layer = _as_in_a_model(
+            L.Conv2D(c, c, k, padding=k // 2, bias=True, seed=0, algorithm=algorithm)
+        )
         layer.needs_input_grad = True  # a layer row times the full backward: dx, dw
         x = rng.standard_normal(shape, dtype=f32)
         dout = rng.standard_normal(layer.forward(x).shape, dtype=f32)

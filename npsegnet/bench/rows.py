@@ -222,6 +222,12 @@ def build_rows(size: str = "full", cold_start: bool = True) -> list[RowSpec]:
         p = {"kernel": k, "channels": c}
         rows.append(RowSpec(f"{name}.fwd", "layer", shape, "flop", fwd, p))
         rows.append(RowSpec(f"{name}.bwd", "layer", shape, "flop", 2 * fwd, p))
+        if k >= 5:
+            # the rows above run Conv2D's "auto" choice (FFT for 7x7 64->64);
+            # these time the GEMM path on the same shape, for the ratio
+            g = {**p, "algorithm": "gemm"}
+            rows.append(RowSpec(f"{name}.gemm.fwd", "layer", shape, "flop", fwd, g))
+            rows.append(RowSpec(f"{name}.gemm.bwd", "layer", shape, "flop", 2 * fwd, g))
     n, c, h, w = sz.pool
     full = n * c * h * w
     half = n * c * (h // 2) * (w // 2)

@@ -149,6 +149,13 @@ def weight_spectra(weight, T) -> WeightSpectra:
 # --------------------------------------------------------------------------
 # Numba loops
 # --------------------------------------------------------------------------
+@njit(inline=True)
+def _tile_origin(p, th, tw, Toh, Tow):
+    """Image ``n`` and the first output row and column of tile ``p``, which is
+    ``(n, ti, tj)`` flattened over ``th x tw`` tiles of ``Toh x Tow`` pixels."""
+    return p // (th * tw), ((p // tw) % th) * Toh, (p % tw) * Tow
+
+
 @njit
 def _pack_windows(x, pad, T, Toh, Tow, th, tw, p0, p1, tiles):
     """tiles[p - p0, c] = the T x T window of padded ``x`` under output tile p.
@@ -158,11 +165,9 @@ def _pack_windows(x, pad, T, Toh, Tow, th, tw, p0, p1, tiles):
     """
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     for p in range(p0, p1):
-        n = p // (th * tw)
-        ti = (p // tw) % th
-        tj = p % tw
-        r0 = ti * Toh - pad
-        c0 = tj * Tow - pad
+        n, r0, c0 = _tile_origin(p, th, tw, Toh, Tow)
+        r0 -= pad
+        c0 -= pad
         lo = min(T, max(0, -c0))
         hi = max(lo, min(T, W - c0))
         for c in range(C):
@@ -182,11 +187,7 @@ def _pack_out_tiles(dout, T, Toh, Tow, th, tw, p0, p1, tiles):
     """tiles[p - p0, f] = output tile p of ``dout`` in the top-left of T x T zeros."""
     F, H_out, W_out = dout.shape[1], dout.shape[2], dout.shape[3]
     for p in range(p0, p1):
-        n = p // (th * tw)
-        ti = (p // tw) % th
-        tj = p % tw
-        r0 = ti * Toh
-        c0 = tj * Tow
+        n, r0, c0 = _tile_origin(p, th, tw, Toh, Tow)
         rows = min(Toh, H_out - r0)
         cols = min(Tow, W_out - c0)
         for f in range(F):
@@ -206,11 +207,7 @@ def _unpack_tiles(y, out, bias, Toh, Tow, th, tw, p0, p1):
     """
     F, H_out, W_out = out.shape[1], out.shape[2], out.shape[3]
     for p in range(p0, p1):
-        n = p // (th * tw)
-        ti = (p // tw) % th
-        tj = p % tw
-        r0 = ti * Toh
-        c0 = tj * Tow
+        n, r0, c0 = _tile_origin(p, th, tw, Toh, Tow)
         rows = min(Toh, H_out - r0)
         cols = min(Tow, W_out - c0)
         for f in range(F):

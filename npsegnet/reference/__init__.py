@@ -3,7 +3,8 @@
 Nothing here is compiled or tuned, and nothing here imports a kernel: the
 notebooks, the exercises and the tests read it. Every op has a twin of the
 same name and signature in :mod:`npsegnet.kernels`, and the tests check that
-they agree: ``conv2d_*``, ``conv_transpose2d_*``, ``upsample2d_*``,
+they agree: ``conv2d_*``, ``conv2d_fft_*`` (whole-image FFTs beside the
+fast twin's tiles), ``conv_transpose2d_*``, ``upsample2d_*``,
 ``maxpool2d_*``/``maxunpool2d_*``, ``batchnorm2d_*``, ``relu_*``,
 ``dropout_mask``/``dropout_*`` and ``softmax_cross_entropy_*``.
 
