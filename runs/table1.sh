@@ -61,10 +61,13 @@ stage() {  # stage DIR EPOCHS SNAP ARGS...: train DIR to EPOCHS, resuming
   [ "$(last_epoch "$dir")" = "$epochs" ] && return 0
   local resume=""
   [ -f "$dir/latest.npz" ] && resume="--resume"
+  # the log is committed: it names the data and run folders as the checkout
+  # sees them, not by this machine's absolute paths
   (cd "$snap" && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH="$snap" \
     python -m npsegnet train --data "$DATA" --flip --lr-schedule poly \
     --warmup-epochs 1 --epochs "$epochs" --no-progress --threads "$THREADS" \
-    --out "$dir" $resume "$@")
+    --out "$dir" $resume "$@") 2>&1 \
+    | sed -u -e "s#$DATA#\$NPSEGNET_CAMVID#g" -e "s#$REPO/##g"
 }
 
 for run in $RUNS; do
