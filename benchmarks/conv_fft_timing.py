@@ -19,19 +19,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import numpy as np
+from conv_timing import timeit  # benchmarks/ is the script's folder
 
 
 def median_time(fn, reps):
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return timeit(fn, reps)[0]
 
 
 def main():
@@ -93,17 +87,16 @@ def main():
     ref = direct.conv2d_forward(*(a.astype(np.float64) for a in (x, w, b)), pad)
     for T in args.tiles or [None]:
         T = T or cf.fft_tile_size(k, k, H, W)
-        s = cf.weight_spectra(w, T)
 
-        def fwd(s=s):
-            return cf.conv2d_fft_forward(x, w, b, pad, spectra=s)
+        def fwd(T=T):
+            return cf.conv2d_fft_forward(x, w, b, pad, tile=T)
 
-        def bwd(s=s):
-            return cf.conv2d_fft_backward(d, x, w, pad, spectra=s)
+        def bwd(T=T):
+            return cf.conv2d_fft_backward(d, x, w, pad, tile=T)
 
         f_f = median_time(fwd, args.reps)
         f_b = median_time(bwd, args.reps)
-        err = np.abs(cf.conv2d_fft_forward(x, w, b, pad, spectra=s) - ref).max()
+        err = np.abs(fwd() - ref).max()
         line = (
             f"fft T={T:<3d} fwd {f_f * 1e3:8.1f} ms ({g_f / f_f:4.2f}x gemm"
             + (f", {t_f / f_f:4.2f}x torch" if t_f else "")

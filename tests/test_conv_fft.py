@@ -103,15 +103,19 @@ def test_fft_is_reproducible(rng):
         np.testing.assert_array_equal(u, v)
 
 
-def test_reused_spectra_give_the_same_bits(rng):
+def test_default_tile_is_the_rule(rng):
     x, w, b, d, p = _case((2, 4, 5, 20, 20, 7, 3), np.float32, rng)
-    spectra = conv_fft.weight_spectra(w, 16)
+    T = conv_fft.fft_tile_size(7, 7, 20, 20)
     np.testing.assert_array_equal(
-        conv_fft.conv2d_fft_forward(x, w, b, p, spectra=spectra),
-        conv_fft.conv2d_fft_forward(x, w, b, p, tile=16),
+        conv_fft.conv2d_fft_forward(x, w, b, p),
+        conv_fft.conv2d_fft_forward(x, w, b, p, tile=T),
     )
-    with pytest.raises(ValueError, match="do not belong"):
-        conv_fft.conv2d_fft_forward(x, w[:4], b[:4], p, spectra=spectra)
+    for got, want in zip(
+        conv_fft.conv2d_fft_backward(d, x, w, p),
+        conv_fft.conv2d_fft_backward(d, x, w, p, tile=T),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("shape", SHAPES[:4])
@@ -137,7 +141,7 @@ def test_fft_layer_gradient_check(padding, rng):
     layer = Conv2D(3, 4, 5, padding=padding, seed=0, algorithm="fft").astype(np.float64)
     x = rng.standard_normal((2, 3, 9, 11))
     check_layer(layer, x).assert_ok()
-    assert layer.cache.spectra is not None
+    assert layer.cache.fft
 
 
 def test_fft_layer_matches_torch(rng):

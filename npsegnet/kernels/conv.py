@@ -350,6 +350,27 @@ def _check_conv_args(x, weight, padding, xname="x", groups=1):
     return x, weight, padding, (N, F, H_out, W_out)
 
 
+def _check_bias(bias, F, dtype):
+    """``bias`` checked as ``(F,)`` of ``dtype``; zeros for None."""
+    if bias is None:
+        return np.zeros(F, dtype=dtype)
+    bias = check_float_array(bias, "bias", ndim=1, dtype=dtype)
+    if bias.shape != (F,):
+        raise ValueError(f"bias must have shape ({F},), got {bias.shape}")
+    return bias
+
+
+def _check_dout(dout, out_shape, dtype):
+    """``dout`` checked against the forward output's shape and dtype."""
+    dout = check_float_array(dout, "dout", ndim=4, dtype=dtype)
+    if dout.shape != out_shape:
+        raise ValueError(
+            f"dout must have the shape of the forward output {out_shape}, "
+            f"got {dout.shape}"
+        )
+    return dout
+
+
 def _group(C, KH, KW, need_dx):
     """Rows of the kernel packed into the columns (G) and the anchor range."""
     if not need_dx and KH * KW * C <= FULL_IM2COL_MAX_K:
@@ -475,12 +496,7 @@ def conv2d_forward(x, weight, bias, padding, groups=1, out=None):
     """
     x, weight, padding, out_shape = _check_conv_args(x, weight, padding, groups=groups)
     F = weight.shape[0]
-    if bias is None:
-        bias = np.zeros(F, dtype=x.dtype)
-    else:
-        bias = check_float_array(bias, "bias", ndim=1, dtype=x.dtype)
-        if bias.shape != (F,):
-            raise ValueError(f"bias must have shape ({F},), got {bias.shape}")
+    bias = _check_bias(bias, F, x.dtype)
     out = output_array(out, out_shape, x.dtype, inputs=(x, weight))
     if groups > 1:
         return _forward_groups(x, weight, bias, padding, groups, out)
@@ -549,12 +565,7 @@ def conv2d_backward(
     As the forward input, weight and bias.
     """
     x, weight, padding, out_shape = _check_conv_args(x, weight, padding, groups=groups)
-    dout = check_float_array(dout, "dout", ndim=4, dtype=x.dtype)
-    if dout.shape != out_shape:
-        raise ValueError(
-            f"dout must have the shape of the forward output {out_shape}, "
-            f"got {dout.shape}"
-        )
+    dout = _check_dout(dout, out_shape, x.dtype)
     inputs = (dout, x, weight)
     if need_dx:
         dx = output_array(dx, x.shape, x.dtype, "dx", inputs)

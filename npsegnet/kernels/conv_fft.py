@@ -33,9 +33,13 @@ of ``dout`` zero-padded to ``T x T`` (``To + K - 1 = T``: nothing wraps). The
 sum over tiles stays in the frequency domain (one GEMM per frequency and
 chunk, ``X[q].T @ conj(DY[q])``), and one inverse transform ends it.
 
-The weights' spectra (``Wc`` and that of the flipped filters) depend on the
-weights only: :func:`weight_spectra` computes both once, and a layer keeps
-them from its forward pass for its backward.
+Each call transforms the filters once for the whole batch
+(:func:`weight_spectrum`). Nothing is kept from the forward pass for the
+backward one: the forward pass uses ``conj(rfft2(w))`` and the input gradient
+the spectrum of the flipped filters, a different array, which would cost
+``C * F * T * (T / 2 + 1)`` complex numbers per layer (17.8 MB for 7x7
+64 -> 64 at T = 32) held through the step to save one transform of the
+filters, about 1 % of a 360x480 layer's backward pass.
 
 Parts and threads: the chunks of tiles are the parts of
 :func:`~npsegnet.kernels._threads.run_parts`, each transformed with one FFT
@@ -52,8 +56,6 @@ brings FFTW (GPL) and plan management.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numba
 import numpy as np
 import scipy.fft
@@ -61,14 +63,13 @@ import scipy.fft
 from ..config import njit
 from ._threads import result_slots, run_parts
 from ._workspace import output_array, workspace
-from .conv import _check_conv_args
+from .conv import _check_bias, _check_conv_args, _check_dout
 
 __all__ = [
-    "WeightSpectra",
     "conv2d_fft_backward",
     "conv2d_fft_forward",
     "fft_tile_size",
-    "weight_spectra",
+    "weight_spectrum",
 ]
 
 # Tiles per part: big enough that each per-frequency GEMM has some rows, small
@@ -110,40 +111,26 @@ def fft_tile_size(KH, KW, H_out, W_out) -> int:
     return max(side, int(2 ** np.ceil(np.log2(2 * max(KH, KW)))))
 
 
-class WeightSpectra(NamedTuple):
-    """The weights' spectra for one tile size (see :func:`weight_spectra`)."""
-
-    T: int
-    fwd: np.ndarray  # (T * (T//2+1), C, F) complex: conj(rfft2(w[f, c]))
-    dx: np.ndarray  # (T * (T//2+1), F, C) complex: conj(rfft2(flip(w)[f, c]))
-
-
-def _spectrum(weight, T):
-    """``conj(rfft2(weight[f, c]))`` on T x T, regrouped to ``(Fq, C_in, C_out)``."""
-    F, C, KH, KW = weight.shape
-    spec = scipy.fft.rfft2(weight, s=(T, T), workers=numba.get_num_threads())
-    spec = np.conj(spec, out=spec)
-    return np.ascontiguousarray(spec.reshape(F, C, -1).transpose(2, 1, 0))
-
-
-def weight_spectra(weight, T) -> WeightSpectra:
-    """Spectra of the filters for the forward pass and for the input gradient.
+def weight_spectrum(weight, T):
+    """``conj(rfft2(weight[f, c]))`` on ``T x T``, grouped by frequency.
 
     Parameters
     ----------
     weight : ndarray of shape (C_out, C_in, KH, KW)
-        float32 or float64.
+        float32 or float64 (any strides).
     T : int
         FFT size of the tiles.
 
     Returns
     -------
-    WeightSpectra
-        ``fwd`` of shape ``(T * (T // 2 + 1), C_in, C_out)`` and ``dx`` of
-        shape ``(T * (T // 2 + 1), C_out, C_in)``, complex64 for float32.
+    spectrum : ndarray of shape (T * (T // 2 + 1), C_in, C_out)
+        complex64 for float32, complex128 for float64; ``spectrum[q]`` is
+        the right-hand matrix of frequency ``q``'s channel sum.
     """
-    flipped = weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
-    return WeightSpectra(T, _spectrum(weight, T), _spectrum(flipped, T))
+    F, C = weight.shape[:2]
+    spec = scipy.fft.rfft2(weight, s=(T, T), workers=numba.get_num_threads())
+    spec = np.conj(spec, out=spec)
+    return np.ascontiguousarray(spec.reshape(F, C, -1).transpose(2, 1, 0))
 
 
 # --------------------------------------------------------------------------
@@ -270,21 +257,6 @@ def _correlate(x, pad, spectrum, T, bias, out):
     return out
 
 
-def _check_spectra(spectra, weight):
-    F, C, KH, KW = weight.shape
-    if not isinstance(spectra, WeightSpectra):
-        raise TypeError(
-            f"spectra must be a WeightSpectra (from weight_spectra), "
-            f"got {type(spectra).__name__}"
-        )
-    q = spectra.T * (spectra.T // 2 + 1)
-    if spectra.fwd.shape != (q, C, F) or spectra.dx.shape != (q, F, C):
-        raise ValueError(
-            f"spectra (T = {spectra.T}) do not belong to a weight of shape "
-            f"{weight.shape}"
-        )
-
-
 def _tile_for(weight, out_shape, T):
     F, C, KH, KW = weight.shape
     if T is None:
@@ -296,7 +268,7 @@ def _tile_for(weight, out_shape, T):
     return int(T)
 
 
-def conv2d_fft_forward(x, weight, bias, padding, out=None, tile=None, spectra=None):
+def conv2d_fft_forward(x, weight, bias, padding, out=None, tile=None):
     """:func:`~npsegnet.kernels.conv.conv2d_forward` by FFT tiles (groups = 1).
 
     Parameters
@@ -310,9 +282,6 @@ def conv2d_fft_forward(x, weight, bias, padding, out=None, tile=None, spectra=No
         Where to write the result.
     tile : int, optional
         FFT size ``T``; by default :func:`fft_tile_size` picks it.
-    spectra : WeightSpectra, optional
-        ``weight_spectra(weight, T)``, if the caller has it already (then its
-        ``T`` is the tile size).
 
     Returns
     -------
@@ -323,19 +292,10 @@ def conv2d_fft_forward(x, weight, bias, padding, out=None, tile=None, spectra=No
     ``H_out = H + 2 * padding - KH + 1``, likewise ``W_out``.
     """
     x, weight, padding, out_shape = _check_conv_args(x, weight, padding)
-    F = weight.shape[0]
-    if bias is None:
-        bias = np.zeros(F, dtype=x.dtype)
-    elif bias.shape != (F,) or bias.dtype != x.dtype:
-        raise ValueError(
-            f"bias must have shape ({F},) and dtype {x.dtype}, got "
-            f"{bias.shape} {bias.dtype}"
-        )
+    bias = _check_bias(bias, weight.shape[0], x.dtype)
     out = output_array(out, out_shape, x.dtype, inputs=(x, weight))
-    if spectra is None:
-        spectra = weight_spectra(weight, _tile_for(weight, out_shape, tile))
-    _check_spectra(spectra, weight)
-    return _correlate(x, padding, spectra.fwd, spectra.T, bias, out)
+    T = _tile_for(weight, out_shape, tile)
+    return _correlate(x, padding, weight_spectrum(weight, T), T, bias, out)
 
 
 def _dweight_chunk(x, dout, pad, T, Toh, Tow, th, tw, p0, p1, slot, shares):
@@ -355,15 +315,7 @@ def _dweight_chunk(x, dout, pad, T, Toh, Tow, th, tw, p0, p1, slot, shares):
 
 
 def conv2d_fft_backward(
-    dout,
-    x,
-    weight,
-    padding,
-    need_dx=True,
-    dx=None,
-    dweight=None,
-    tile=None,
-    spectra=None,
+    dout, x, weight, padding, need_dx=True, dx=None, dweight=None, tile=None
 ):
     """:func:`~npsegnet.kernels.conv.conv2d_backward` by FFT tiles (groups = 1).
 
@@ -378,10 +330,8 @@ def conv2d_fft_backward(
     dx, dweight : ndarray, optional
         Where to write those results.
     tile : int, optional
-        FFT size of the weight gradient's tiles (and of ``dx``'s when
-        ``spectra`` is not given); :func:`fft_tile_size` by default.
-    spectra : WeightSpectra, optional
-        The forward pass's ``weight_spectra(weight, T)``, reused for ``dx``.
+        FFT size of the tiles of both gradients; :func:`fft_tile_size` (of
+        the forward output's size) by default.
 
     Returns
     -------
@@ -390,22 +340,14 @@ def conv2d_fft_backward(
     dbias : ndarray of shape (C_out,)
     """
     x, weight, padding, out_shape = _check_conv_args(x, weight, padding)
-    if dout.shape != out_shape or dout.dtype != x.dtype:
-        raise ValueError(
-            f"dout must have the shape {out_shape} and dtype {x.dtype} of the "
-            f"forward output, got {dout.shape} {dout.dtype}"
-        )
-    dout = np.ascontiguousarray(dout)
+    dout = np.ascontiguousarray(_check_dout(dout, out_shape, x.dtype))
     inputs = (dout, x, weight)
     N, C, H, W = x.shape
     F, _, KH, KW = weight.shape
     _, _, H_out, W_out = out_shape
-    T = spectra.T if spectra is not None else _tile_for(weight, out_shape, tile)
+    T = _tile_for(weight, out_shape, tile)
     if need_dx:
         dx = output_array(dx, x.shape, x.dtype, "dx", inputs)
-        if spectra is None:
-            spectra = weight_spectra(weight, T)
-        _check_spectra(spectra, weight)
         # dx = correlate(pad(dout, K - 1 - pad), flip(w).T); a padding larger
         # than K - 1 crops dout instead, which no layer here uses
         back = KH - 1 - padding
@@ -414,7 +356,8 @@ def conv2d_fft_backward(
                 "the FFT path needs padding <= kernel_size - 1 and a square kernel "
                 f"for dx, got padding {padding} with a {KH}x{KW} kernel"
             )
-        _correlate(dout, back, spectra.dx, T, np.zeros(C, x.dtype), dx)
+        flipped = weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
+        _correlate(dout, back, weight_spectrum(flipped, T), T, np.zeros(C, x.dtype), dx)
     else:
         dx = None
     dweight = output_array(dweight, weight.shape, x.dtype, "dweight", inputs)

@@ -9,12 +9,7 @@ import numpy as np
 from .._checks import check_float_array, check_positive_int
 from ..config import DEFAULT_DTYPE
 from ..kernels.conv import conv2d_backward, conv2d_forward
-from ..kernels.conv_fft import (
-    conv2d_fft_backward,
-    conv2d_fft_forward,
-    fft_tile_size,
-    weight_spectra,
-)
+from ..kernels.conv_fft import conv2d_fft_backward, conv2d_fft_forward
 from .base import Module, warn_renamed
 
 #: The values of ``Conv2D(algorithm=...)``.
@@ -36,7 +31,7 @@ class ConvCache(NamedTuple):
 
     x: np.ndarray  # the forward input, (N, C_in, H, W)
     out_shape: tuple  # (N, C_out, H_out, W_out); dout must have it
-    spectra: object = None  # WeightSpectra of the FFT path, else None
+    fft: bool = False  # whether forward took the FFT path (backward takes it too)
 
 
 class Conv2D(Module):
@@ -260,23 +255,14 @@ class Conv2D(Module):
                 f"has in_channels = {self.in_channels}"
             )
         reused = self._reused(out=self._output_spec(x))
-        spectra = None
-        if self.algorithm_for(x.shape) == "fft":
-            grow = 2 * self.padding - self.kernel_size + 1
-            k = self.kernel_size
-            T = fft_tile_size(k, k, x.shape[2] + grow, x.shape[3] + grow)
-            # the weights' spectra serve the forward pass and, in training,
-            # the input gradient of the backward pass (the weights do not
-            # change in between)
-            spectra = weight_spectra(self.weight, T)
-            out = conv2d_fft_forward(
-                x, self.weight, self.bias, self.padding, spectra=spectra, **reused
-            )
+        fft = self.algorithm_for(x.shape) == "fft"
+        if fft:
+            out = conv2d_fft_forward(x, self.weight, self.bias, self.padding, **reused)
         else:
             out = conv2d_forward(
                 x, self.weight, self.bias, self.padding, **reused, **self._groups_kwarg
             )
-        self.cache = ConvCache(x=x, out_shape=out.shape, spectra=spectra)
+        self.cache = ConvCache(x=x, out_shape=out.shape, fft=fft)
         return out
 
     def _output_spec(self, x):
@@ -315,15 +301,9 @@ class Conv2D(Module):
             dx=(cache.x.shape, self.dtype) if need_dx else None,
             dweight=(self.weight.shape, self.dtype),
         )
-        if cache.spectra is not None:
+        if cache.fft:
             dx, dweight, dbias = conv2d_fft_backward(
-                dout,
-                cache.x,
-                self.weight,
-                self.padding,
-                need_dx=need_dx,
-                spectra=cache.spectra,
-                **reused,
+                dout, cache.x, self.weight, self.padding, need_dx=need_dx, **reused
             )
         else:
             dx, dweight, dbias = conv2d_backward(
