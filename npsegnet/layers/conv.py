@@ -181,13 +181,19 @@ class Conv2D(Module):
             raise ValueError(
                 f"algorithm must be one of {', '.join(CONV_ALGORITHMS)}, got {value!r}"
             )
-        if value == "fft" and (self.groups != 1 or self.padding >= self.kernel_size):
+        if value == "fft" and not self.fft_applies:
             raise ValueError(
                 "algorithm 'fft' needs groups = 1 and padding < kernel_size, got "
                 f"groups = {self.groups}, padding = {self.padding}, "
                 f"kernel_size = {self.kernel_size}"
             )
         self._algorithm = value
+
+    @property
+    def fft_applies(self) -> bool:
+        """Whether the FFT path can run this layer (``groups = 1`` and
+        ``padding < kernel_size``)."""
+        return self.groups == 1 and self.padding < self.kernel_size
 
     def algorithm_for(self, shape) -> str:
         """The algorithm (``"gemm"`` or ``"fft"``) an input of ``shape`` runs.
@@ -202,8 +208,7 @@ class Conv2D(Module):
         grow = 2 * self.padding - self.kernel_size + 1
         pixels = (shape[2] + grow) * (shape[3] + grow)
         fits = (
-            self.groups == 1
-            and self.padding < self.kernel_size
+            self.fft_applies
             and self.kernel_size >= FFT_MIN_KERNEL
             and min(self.in_channels, self.out_channels) >= FFT_MIN_CHANNELS
             and pixels >= FFT_MIN_PIXELS
@@ -355,9 +360,7 @@ def set_conv_algorithm(model, algorithm) -> int:
     for module in model.modules():
         if not isinstance(module, Conv2D):
             continue
-        if algorithm == "fft" and (
-            module.groups != 1 or module.padding >= module.kernel_size
-        ):
+        if algorithm == "fft" and not module.fft_applies:
             continue
         module.algorithm = algorithm
         count += 1
